@@ -142,7 +142,7 @@ def issues_from_validation(err: ValidationError, src: Sourced, prefix: Path_ = (
     """Map pydantic errors to file:line issues. ``prefix`` is where the model sits in ``src``."""
     out = []
     for e in err.errors():
-        loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and (x.startswith("function-") or "[" in x)))
+        loc = _data_path(src, tuple(prefix), tuple(e["loc"]))
         full = tuple(prefix) + loc
         key = (f"{label}.{_dotted(loc)}" if loc else label) if label else _dotted(full)
         msg = e["msg"]
@@ -152,3 +152,28 @@ def issues_from_validation(err: ValidationError, src: Sourced, prefix: Path_ = (
             msg = "required key is missing"
         out.append(ConfigIssue(src.file, src.line(full), key, msg))
     return out
+
+
+def _data_path(src: Sourced, prefix: Path_, loc: Path_) -> Path_:
+    """Drop pydantic's extra loc parts (union tags like ``focus``, ``function-after[...]``)."""
+    node: Any = src.data
+    for k in prefix:
+        try:
+            node = node[k]
+        except (KeyError, IndexError, TypeError):
+            node = None
+            break
+    out: list[str | int] = []
+    for i, x in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict) and x in node:
+            node = node[x]
+            out.append(x)
+        elif isinstance(node, list) and isinstance(x, int) and 0 <= x < len(node):
+            node = node[x]
+            out.append(x)
+        elif last or not isinstance(x, str) or not isinstance(node, (dict, list)):
+            out.append(x)
+            node = None
+        # else: a union tag or validator name inside the loc: skip it
+    return tuple(out)

@@ -1,0 +1,189 @@
+"""The config file: pydantic models (``extra="forbid"``), ``${ENV}`` interpolation, ``*_file`` secrets.
+
+Every error names the file, the line and the key path (``costguard.yaml:7: providers[0].paths: …``).
+Relative paths in the file are relative to the file's own folder, so a config works from any cwd.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from costguard import yamlsrc
+from costguard.errors import ConfigError, ConfigIssue
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StateConfig(_Model):
+    url: SecretStr = SecretStr("sqlite:///.costguard/state.db")
+    lake: str = ".costguard/lake"
+
+
+class IngestConfig(_Model):
+    restate_days: int = Field(3, ge=0, le=62, description="trailing days re-pulled every cycle (bills are restated)")
+    month_to_date: bool = Field(True, description="also re-pull every day of the current month")
+    backfill_days: int = Field(90, ge=1, le=3660, description="how far back a cloud API provider pulls on first run")
+
+
+class FocusProviderConfig(_Model):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: Literal["focus"]
+    paths: list[str] = Field(min_length=1)
+    inventory: str | None = None
+    storage_options: dict[str, str] = Field(default_factory=dict)
+    endpoint_url: str | None = None
+
+
+ProviderConfig = Annotated[FocusProviderConfig, Field(discriminator="type")]
+PROVIDER_TYPES = ("focus",)
+
+
+class ReceiverConfig(_Model):
+    type: Literal["console"]
+    group_by: Literal["owner", "rule", "kind"] = "owner"
+
+
+class RouteConfig(_Model):
+    receiver: str
+    match: dict[str, str | list[str]] = Field(default_factory=dict)
+    continue_: bool = Field(False, alias="continue")
+
+
+class NotifyConfig(_Model):
+    receivers: dict[str, ReceiverConfig] = Field(default_factory=lambda: {"console": ReceiverConfig(type="console")})
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+
+class ScheduleConfig(_Model):
+    cycle: str = "0 6 * * *"
+    digest: str = "0 8 * * MON"
+    timezone: str = "UTC"
+
+
+class ServerConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535)
+
+
+class Config(_Model):
+    state: StateConfig = StateConfig()
+    ingest: IngestConfig = IngestConfig()
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=lambda: ["rules/"])
+    owners: str | None = None
+    notify: NotifyConfig = NotifyConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    server: ServerConfig = ServerConfig()
+
+    @field_validator("providers")
+    @classmethod
+    def _unique_names(cls, v: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for p in v:
+            if p.name in seen:
+                raise ValueError(f"provider name {p.name!r} is used twice; names must be unique")
+            seen.add(p.name)
+        return v
+
+
+class LoadedConfig:
+    """A validated config plus where it came from (for resolving relative paths and errors)."""
+
+    def __init__(self, config: Config, path: Path, source: yamlsrc.Sourced) -> None:
+        self.config = config
+        self.path = path
+        self.base_dir = path.parent
+        self.source = source
+
+    def resolve(self, p: str) -> str:
+        """Resolve a local path relative to the config file; URIs (s3://, gs://, …) unchanged."""
+        if "://" in p:
+            return p
+        q = Path(os.path.expanduser(p))
+        return str(q if q.is_absolute() else self.base_dir / q)
+
+    def state_url(self) -> str:
+        url = self.config.state.url.get_secret_value()
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+            return prefix + str((self.base_dir / url[len(prefix):]).resolve())
+        return url
+
+    def line(self, *path: str | int) -> int | None:
+        return self.source.line(path)
+
+
+def _read_secret_files(src: yamlsrc.Sourced) -> list[ConfigIssue]:
+    """Replace every ``<key>_file: PATH`` with ``<key>: <contents of PATH>`` (a mounted secret)."""
+    issues: list[ConfigIssue] = []
+
+    def walk(node: Any, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, dict):
+            for k in list(node):
+                v = node[k]
+                if isinstance(k, str) and k.endswith("_file") and isinstance(v, str):
+                    target = k[: -len("_file")]
+                    kp = path + (k,)
+                    if target in node:
+                        issues.append(ConfigIssue(src.file, src.line(kp), yamlsrc.dotted(kp), f"set either {target} or {k}, not both"))
+                        continue
+                    fp = Path(os.path.expanduser(v))
+                    if not fp.is_absolute():
+                        fp = Path(src.file).parent / fp
+                    try:
+                        node[target] = fp.read_text(encoding="utf-8").strip()
+                    except OSError as e:
+                        issues.append(ConfigIssue(src.file, src.line(kp), yamlsrc.dotted(kp), f"cannot read secret file {v}: {e.strerror or e}"))
+                        continue
+                    del node[k]
+                    src.lines[path + (target,)] = src.line(kp) or 0
+                else:
+                    walk(v, path + (k,))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, path + (i,))
+
+    walk(src.data, ())
+    return issues
+
+
+def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
+    """Read, interpolate and validate a config file. Raises ConfigError with file:line issues."""
+    p = Path(path)
+    src = yamlsrc.load(p)
+    if src.data is None:
+        src.data = {}
+    if not isinstance(src.data, dict):
+        raise ConfigError.single(str(p), 1, "", "the config file must be a YAML mapping (key: value)")
+    issues = _read_secret_files(src)
+    for i, prov in enumerate(src.data.get("providers") or []):
+        if isinstance(prov, dict) and prov.get("type") not in PROVIDER_TYPES:
+            issues.append(
+                ConfigIssue(
+                    str(p),
+                    src.line(("providers", i, "type")),
+                    f"providers[{i}].type",
+                    f"unknown provider type {prov.get('type')!r}; this version supports: {', '.join(PROVIDER_TYPES)}",
+                )
+            )
+    if issues:
+        raise ConfigError(issues)
+    try:
+        cfg = Config.model_validate(src.data)
+    except ValidationError as e:
+        raise ConfigError(yamlsrc.issues_from_validation(e, src)) from None
+    return LoadedConfig(cfg, p, src)
+
+
+def config_path(explicit: str | None) -> Path:
+    """``-c FILE`` or ``$COSTGUARD_CONFIG``; a usage error when neither is given."""
+    value = explicit or os.environ.get("COSTGUARD_CONFIG")
+    if not value:
+        raise ConfigError.single("<command line>", None, "-c", "no config file: pass -c FILE or set COSTGUARD_CONFIG")
+    return Path(value)

@@ -1,0 +1,523 @@
+"""FOCUS: column spec (from the packaged spec JSON), reading exports, dialect clean-up, conformance.
+
+``scan`` reads one file as-is, ``normalize`` turns it into the canonical lake columns (every FOCUS 1.2
+column plus ``x_ChargeDate``, ``x_Tags`` and ``x_Conformance``) and flags every row that breaks the
+spec instead of fixing or dropping it; ``conformance`` counts the flags. Everything is lazy and runs
+on polars' streaming engine; the only Python work is done once per distinct JSON value.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob as _glob
+import gzip
+import json
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from costguard.errors import DataError
+
+SPEC_VERSIONS = ("1.0", "1.1", "1.2")
+LAKE_VERSION = "1.2"
+DECIMAL = pl.Decimal(38, 10)
+DATETIME = pl.Datetime("us", "UTC")
+NULL_TOKENS = ("NULL", "null", "")
+_FATAL = frozenset(
+    [f"{c}:type" for c in ("BilledCost", "EffectiveCost", "ListCost", "ChargePeriodStart", "ChargePeriodEnd", "BillingAccountId", "ProviderName")]
+    + ["ChargePeriodStart:nullability"]
+)
+_SAMPLE_ID_COLUMNS = ("ProviderName", "BillingAccountId", "SubAccountId", "ChargePeriodStart", "ServiceName", "ResourceId")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    name: str
+    data_type: str
+    nullable: bool
+    feature_level: str
+    allowed_values: tuple[str, ...] | None
+    introduced: str
+
+
+@cache
+def _columns(version: str) -> dict[str, ColumnSpec]:
+    if version not in SPEC_VERSIONS:
+        raise ValueError(f"unknown FOCUS version {version!r}; known: {', '.join(SPEC_VERSIONS)}")
+    text = resources.files("costguard").joinpath("spec", f"focus_columns_v{version}.json").read_text(encoding="utf-8")
+    out = {}
+    for c in json.loads(text)["columns"]:
+        allowed = c.get("AllowedValues")
+        out[c["ColumnId"]] = ColumnSpec(
+            name=c["ColumnId"],
+            data_type=c["Data type"],
+            nullable=str(c["Allows nulls"]).strip().lower() == "true",
+            feature_level=c["Feature level"],
+            allowed_values=tuple(allowed) if allowed else None,
+            introduced=str(c.get("Introduced", "")),
+        )
+    return out
+
+
+def columns(version: str = "1.2") -> dict[str, ColumnSpec]:
+    """The FOCUS columns of ``version``, by ColumnId (spec order)."""
+    return dict(_columns(version))
+
+
+def mandatory(version: str = "1.2") -> tuple[str, ...]:
+    return tuple(n for n, c in _columns(version).items() if c.feature_level == "Mandatory")
+
+
+_PL_TYPES = {"Decimal": DECIMAL, "Date/Time": DATETIME, "String": pl.String, "JSON": pl.String}
+
+
+@cache
+def _lake_schema() -> dict[str, pl.DataType]:
+    out: dict[str, Any] = {n: _PL_TYPES[c.data_type] for n, c in _columns(LAKE_VERSION).items()}
+    out.update({"x_ChargeDate": pl.Date, "x_Tags": pl.String, "x_Conformance": pl.String})
+    return out
+
+
+def lake_schema() -> dict[str, pl.DataType]:
+    """Canonical lake columns in order: FOCUS 1.2 columns, then ``x_ChargeDate``, ``x_Tags``, ``x_Conformance``."""
+    return dict(_lake_schema())
+
+
+# --------------------------------------------------------------------------------------- discover
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
+            j = pattern.index("]", i + 1)
+            out, i = out + fnmatch.translate(pattern[i : j + 1])[4:-3], j + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out + r"\Z")
+
+
+def _s3_client(storage_options: dict | None) -> Any:
+    try:
+        import boto3
+    except ImportError:
+        raise DataError("reading s3:// paths needs boto3: pip install 'costguard[aws]'") from None
+    so = {k.lower(): v for k, v in (storage_options or {}).items()}
+    kw = {
+        "aws_access_key_id": so.get("aws_access_key_id"),
+        "aws_secret_access_key": so.get("aws_secret_access_key"),
+        "aws_session_token": so.get("aws_session_token") or so.get("aws_token"),
+        "region_name": so.get("aws_region") or so.get("region") or so.get("aws_default_region"),
+        "endpoint_url": so.get("aws_endpoint_url") or so.get("endpoint_url") or so.get("aws_endpoint"),
+    }
+    return boto3.client("s3", **{k: v for k, v in kw.items() if v})
+
+
+def _discover_s3(pattern: str, storage_options: dict | None) -> list[str]:
+    bucket, _, key_pattern = pattern[len("s3://") :].partition("/")
+    prefix = re.split(r"[*?\[]", key_pattern, maxsplit=1)[0]
+    rx = _glob_regex(key_pattern)
+    client = _s3_client(storage_options)
+    found = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            found += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []) if rx.match(o["Key"]) and not o["Key"].endswith("/")]
+    except Exception as e:  # botocore errors carry a readable message
+        raise DataError(f"{pattern}: cannot list objects: {e}") from None
+    return found
+
+
+def discover(patterns: Sequence[str], base_dir: Path, storage_options: dict | None = None) -> list[str]:
+    """Expand local (relative to ``base_dir``, ``**`` supported) and s3:// globs; sorted, de-duplicated."""
+    out: set[str] = set()
+    for pattern in patterns:
+        if pattern.startswith("s3://"):
+            found = _discover_s3(pattern, storage_options)
+        elif "://" in pattern:
+            raise DataError(f"{pattern}: only local paths and s3:// are supported for export files")
+        else:
+            full = str(Path(base_dir) / Path(pattern).expanduser())
+            found = [p for p in _glob.glob(full, recursive=True) if Path(p).is_file()]
+        if not found:
+            raise DataError(f"{pattern}: no files match this pattern (looked in {base_dir})")
+        out.update(found)
+    return sorted(out)
+
+
+# ------------------------------------------------------------------------------------------- scan
+
+
+def _read_bytes(path: str, storage_options: dict | None) -> bytes:
+    if path.startswith("s3://"):
+        bucket, _, key = path[len("s3://") :].partition("/")
+        try:
+            return _s3_client(storage_options).get_object(Bucket=bucket, Key=key)["Body"].read()
+        except DataError:
+            raise
+        except Exception as e:
+            raise DataError(f"{path}: cannot download: {e}") from None
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def _clean_header(name: str) -> str:
+    return name.lstrip("\ufeff").strip()
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _check_csv_shape(data: bytes, ncols: int, path: str) -> None:
+    """polars pads short rows with nulls silently; catch ragged rows and a cut-off last line."""
+    lines = pl.read_lines(data)["line"].str.strip_chars_end("\r")
+    quotes = lines.str.count_matches('"', literal=True)
+    if (quotes % 2 == 1).any():  # a quoted field spans lines: only the last line can be checked
+        lines = lines.tail(1) if data.rstrip(b"\r\n") == data else lines.clear()
+    fields = lines.str.replace_all(r'"[^"]*"', "").str.count_matches(",", literal=True) + 1
+    bad = ((fields != ncols) & (lines.str.len_bytes() > 0)).arg_true()
+    if len(bad):
+        i = int(bad[0])
+        n = len(lines) if len(lines) == 1 else i + 1
+        raise DataError(
+            f"{path}: line {n} has {int(fields[i])} fields but the header has {ncols}; "
+            "the file is ragged or truncated (re-export or re-download it)"
+        )
+
+
+def scan(path: str, storage_options: dict | None = None) -> pl.LazyFrame:
+    """Raw read of one export file (.parquet, .csv, .csv.gz/.gz). Read problems raise DataError."""
+    lower = path.lower()
+    if lower.endswith(".parquet"):
+        try:
+            lf = pl.scan_parquet(path, storage_options=storage_options, hive_partitioning=False)
+            names = lf.collect_schema().names()  # reads the footer: catches truncated / non-parquet files
+        except FileNotFoundError:
+            raise DataError(f"{path}: file not found") from None
+        except Exception as e:
+            raise DataError(f"{path}: not a readable parquet file (truncated or corrupt; re-export it): {_first_line(e)}") from None
+        renames = {n: _clean_header(n) for n in names if _clean_header(n) != n}
+        return lf.rename(renames) if renames else lf
+    if not (lower.endswith(".csv") or lower.endswith(".gz")):
+        raise DataError(f"{path}: unsupported file type (expected .parquet, .csv or .csv.gz)")
+    data = _read_bytes(path, storage_options)
+    if lower.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{path}: gzip data is truncated or corrupt ({e}); re-download the file") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data.strip():
+        raise DataError(f"{path}: file is empty (no header row)")
+    try:
+        df = pl.read_csv(data, infer_schema=False, null_values=list(NULL_TOKENS))
+    except Exception as e:
+        msg = _first_line(e)
+        if "more fields" in msg:
+            msg = "a row has more fields than the header (ragged CSV); re-export the file"
+        elif "utf-8" in msg.lower() or "utf8" in msg.lower():
+            msg = f"not UTF-8 text: {msg}"
+        raise DataError(f"{path}: cannot parse CSV: {msg}") from None
+    _check_csv_shape(data, df.width, path)
+    return df.rename({n: _clean_header(n) for n in df.columns}).lazy()
+
+
+# -------------------------------------------------------------------------------------- normalize
+
+_JSON_CACHE: dict[str, tuple[str | None, str | None]] = {}
+_INVALID = (None, None)
+
+
+def _json_info(raw: str) -> tuple[str | None, str | None]:
+    """(value as a JSON-object string or None if invalid, normalised tags JSON or None)."""
+    hit = _JSON_CACHE.get(raw)
+    if hit is not None:
+        return hit
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        obj = None
+    text: str | None = raw
+    if isinstance(obj, list) and all(isinstance(x, dict) and set(x) == {"key", "value"} for x in obj):
+        obj = {x["key"]: x["value"] for x in obj}  # parquet MAP columns arrive as [{key, value}]
+        text = json.dumps(obj, ensure_ascii=False)
+    if not isinstance(obj, dict):
+        res = _INVALID
+    else:
+        norm = {}
+        for k, v in obj.items():
+            norm[str(k).strip().lower()] = v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False) if not isinstance(v, bool) else str(v).lower()
+        res = (text, json.dumps(norm, sort_keys=True, ensure_ascii=False, separators=(",", ":")) if norm else None)
+    if len(_JSON_CACHE) > 500_000:
+        _JSON_CACHE.clear()
+    _JSON_CACHE[raw] = res
+    return res
+
+
+def _json_mapper(which: int):
+    def run(s: pl.Series) -> pl.Series:
+        uniq = s.drop_nulls().unique()
+        if uniq.len() == 0:
+            return pl.Series(s.name, [None] * len(s), dtype=pl.String)
+        new = pl.Series([_json_info(v)[which] for v in uniq.to_list()], dtype=pl.String)
+        return s.replace_strict(uniq, new, default=None, return_dtype=pl.String)
+
+    return run
+
+
+def _as_json_text(c: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    if dtype == pl.String or dtype == pl.Null:
+        return c.cast(pl.String)
+    if isinstance(dtype, pl.Struct):
+        return c.struct.json_encode()
+    if isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct):
+        return pl.concat_str([pl.lit("["), c.list.eval(pl.element().struct.json_encode()).list.join(","), pl.lit("]")])
+    return None
+
+
+def _clean_raw(name: str, dtype: pl.DataType, spec: ColumnSpec) -> pl.Expr:
+    """The raw value as it will be parsed: strings stripped of null tokens; None type -> all null."""
+    c = pl.col(name)
+    if spec.data_type == "JSON":
+        c = _as_json_text(c, dtype)
+        if c is None:
+            return pl.col(name).is_not_null().alias(name)  # unusable type: marker, parsed below as null
+    elif dtype == pl.Null:
+        return c.cast(pl.String)
+    elif isinstance(dtype, (pl.Categorical, pl.Enum)):
+        c = c.cast(pl.String)
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum) or spec.data_type == "JSON":
+        if spec.data_type != "String":
+            c = c.str.strip_chars()
+        c = pl.when(c.is_in(list(NULL_TOKENS))).then(None).otherwise(c)
+    return c
+
+
+def _cleaned_dtype(dtype: pl.DataType, spec: ColumnSpec) -> pl.DataType:
+    if spec.data_type == "JSON":
+        return pl.String if _as_json_text(pl.col("_"), dtype) is not None else pl.Boolean
+    if isinstance(dtype, (pl.Categorical, pl.Enum)):
+        return pl.String
+    return dtype
+
+
+def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec) -> pl.Expr:
+    """Parse the cleaned raw column ``name`` into the lake type; unparseable -> null."""
+    c = pl.col(name)
+    if dtype.is_nested() or dtype == pl.Null:
+        return pl.lit(None, _PL_TYPES[spec.data_type])
+    stringy = dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum)
+    if spec.data_type == "String":
+        return c.cast(pl.String, strict=False)
+    if spec.data_type == "JSON":
+        if dtype == pl.Boolean:  # marker from _clean_raw: the source type can never be JSON
+            return pl.lit(None, pl.String)
+        return c.map_batches(_json_mapper(0), return_dtype=pl.String, is_elementwise=True)
+    if spec.data_type == "Decimal":
+        if stringy:
+            return c.cast(DECIMAL, strict=False)
+        if dtype.is_numeric():
+            return c.cast(DECIMAL, strict=False)
+        return pl.lit(None, DECIMAL)
+    # Date/Time
+    if isinstance(dtype, pl.Datetime):
+        c = c.dt.replace_time_zone("UTC") if dtype.time_zone is None else c.dt.convert_time_zone("UTC")
+        return c.cast(DATETIME)
+    if dtype == pl.Date:
+        return c.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if not stringy:
+        return pl.lit(None, DATETIME)
+    return c.cast(pl.String).map_batches(_parse_timestamps, return_dtype=DATETIME, is_elementwise=True)
+
+
+def _parse_timestamps(s: pl.Series) -> pl.Series:
+    """Try the common dialect first; only a batch with leftovers pays for the other formats."""
+    out = s.str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us", strict=False).dt.replace_time_zone("UTC")
+    if out.null_count() == s.null_count():
+        return out
+    t = s.str.replace(" ", "T", literal=True).str.replace(r"[Zz]$", "+00:00")
+    attempts = (
+        lambda: t.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="us", time_zone="UTC", strict=False),
+        lambda: t.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False).dt.replace_time_zone("UTC"),
+        lambda: t.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+    )
+    for attempt in attempts:
+        out = out.fill_null(attempt())
+        if out.null_count() == s.null_count():
+            break
+    return out
+
+
+def _conformance_expr(checks: list[tuple[str, pl.Expr]]) -> pl.Expr:
+    if not checks:
+        return pl.lit(None, pl.String)
+    conf = pl.concat_str([pl.when(cond).then(pl.lit(cid)) for cid, cond in checks], separator=";", ignore_nulls=True)
+    return pl.when(conf == "").then(None).otherwise(conf)
+
+
+def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
+    """Canonical lake columns (``lake_schema()``, in order), with every spec violation flagged per row."""
+    try:
+        schema = raw.collect_schema()
+    except Exception as e:
+        raise DataError(f"{file}: cannot read the file's columns: {_first_line(e)}") from None
+    specs = _columns(LAKE_VERSION)
+    missing = [c for c in mandatory("1.0") if c not in schema]
+    if missing:
+        raise DataError(f"{file}: missing mandatory FOCUS column(s): {', '.join(missing)}")
+    present = {n: schema[n] for n in specs if n in schema}
+    raw_name = {n: f"__raw_{n}" for n in present}
+
+    stage_a = [_clean_raw(n, dt, specs[n]).alias(raw_name[n]) for n, dt in present.items()]
+    stage_b = []
+    for n, dt in present.items():
+        stage_b.append(_parse(raw_name[n], _cleaned_dtype(dt, specs[n]), specs[n]).alias(n))
+    if "Tags" in present and _as_json_text(pl.col("Tags"), present["Tags"]) is not None:
+        x_tags = pl.col(raw_name["Tags"]).map_batches(_json_mapper(1), return_dtype=pl.String, is_elementwise=True)
+    else:
+        x_tags = pl.lit(None, pl.String)
+    stage_b.append(x_tags.alias("x_Tags"))
+
+    checks: list[tuple[str, pl.Expr]] = []
+    for n in present:
+        spec, r, v = specs[n], pl.col(raw_name[n]), pl.col(n)
+        if not (spec.data_type == "String" and not present[n].is_nested()):
+            checks.append((f"{n}:type", r.is_not_null() & v.is_null()))
+        if not spec.nullable:
+            checks.append((f"{n}:nullability", r.is_null()))
+        if spec.allowed_values:
+            checks.append((f"{n}:allowed_values", v.is_not_null() & ~v.is_in(list(spec.allowed_values))))
+    conf = _conformance_expr(checks)
+
+    final = []
+    for n, dt in _lake_schema().items():
+        if n in present:
+            final.append(pl.col(n).cast(dt))
+        elif n == "x_ChargeDate":
+            final.append(pl.col("ChargePeriodStart").dt.date().alias(n))
+        elif n == "x_Tags":
+            final.append(pl.col("x_Tags"))
+        elif n == "x_Conformance":
+            final.append(conf.alias(n))
+        else:
+            final.append(pl.lit(None, dt).alias(n))
+    return raw.select(stage_a).with_columns(stage_b).select(final)
+
+
+# ------------------------------------------------------------------------------------ conformance
+
+
+@dataclass
+class CheckResult:
+    check: str
+    column: str
+    rule: str
+    count: int
+    samples: list[dict] = field(default_factory=list)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v.normalize()) if v == v else str(v)
+    return v
+
+
+@dataclass
+class ConformanceReport:
+    rows: int
+    checks: dict[str, CheckResult] = field(default_factory=dict)
+    _flagged_rows: int = 0
+
+    def merge(self, other: "ConformanceReport") -> "ConformanceReport":
+        checks = {k: CheckResult(v.check, v.column, v.rule, v.count, list(v.samples)) for k, v in self.checks.items()}
+        for k, v in other.checks.items():
+            if k in checks:
+                mine = checks[k]
+                mine.count += v.count
+                mine.samples = (mine.samples + v.samples)[: max(3, len(mine.samples))]
+            else:
+                checks[k] = CheckResult(v.check, v.column, v.rule, v.count, list(v.samples))
+        return ConformanceReport(self.rows + other.rows, dict(sorted(checks.items())), self._flagged_rows + other._flagged_rows)
+
+    @property
+    def flagged_rows(self) -> int:
+        return self._flagged_rows
+
+    def fatal(self) -> list[str]:
+        return sorted(k for k, v in self.checks.items() if k in _FATAL and v.count > 0)
+
+    def to_dict(self) -> dict:
+        return {
+            "rows": self.rows,
+            "flagged_rows": self.flagged_rows,
+            "checks": {k: {"column": v.column, "rule": v.rule, "count": v.count, "samples": v.samples} for k, v in self.checks.items()},
+        }
+
+    def summary_lines(self) -> list[str]:
+        specs = _columns(LAKE_VERSION)
+        out = []
+        for k, v in self.checks.items():
+            spec = specs.get(v.column)
+            if v.rule == "allowed_values" and spec and spec.allowed_values:
+                vals = list(dict.fromkeys(repr(s["value"]) for s in v.samples if s.get("value") is not None))
+                allowed = list(spec.allowed_values)
+                shown = ", ".join(allowed[:8]) + (f", … ({len(allowed)} values)" if len(allowed) > 8 else "")
+                what = f"value{'s' if len(vals) > 1 else ''} {', '.join(vals)} not in {shown}"
+            elif v.rule == "nullability":
+                what = "null, but the spec does not allow nulls here"
+            elif v.rule == "type":
+                what = f"value is not a valid {spec.data_type if spec else 'value'}{' object' if spec and spec.data_type == 'JSON' else ''}; stored as null"
+            else:
+                what = v.rule
+            out.append(f"{k}  {v.count} rows  ({what})")
+        return out
+
+
+def conformance(normalized: pl.LazyFrame, *, sample_size: int = 3) -> ConformanceReport:
+    """Count rows per check id from ``x_Conformance`` (one streaming pass) and keep a few samples."""
+    names = normalized.collect_schema().names()
+    ids = [c for c in _SAMPLE_ID_COLUMNS if c in names]
+    checkable = [n for n, s in _columns(LAKE_VERSION).items() if n in names and n not in ids and (s.data_type != "String" or not s.nullable or s.allowed_values)]
+    cols = ids + checkable
+    flagged = pl.col("x_Conformance").is_not_null()
+    total = normalized.select(pl.len().alias("n"), flagged.sum().alias("f"))
+    groups = normalized.filter(flagged).group_by("x_Conformance").agg(pl.len().alias("__n"), *[pl.col(c).head(sample_size) for c in cols])
+    total_df, groups_df = pl.collect_all([total, groups], engine="streaming")
+    report = ConformanceReport(int(total_df["n"][0]), {}, int(total_df["f"][0] or 0))
+    checks: dict[str, CheckResult] = {}
+    for g in groups_df.sort("__n", descending=True).iter_rows(named=True):
+        for cid in g["x_Conformance"].split(";"):
+            column, _, rule = cid.partition(":")
+            res = checks.setdefault(cid, CheckResult(cid, column, rule, 0, []))
+            res.count += g["__n"]
+            for i in range(min(sample_size - len(res.samples), len(g[ids[0]]) if ids else 0)):
+                s = {c: _jsonable(g[c][i]) for c in ids}
+                s["column"] = column
+                s["value"] = _jsonable(g[column][i]) if column in g else None
+                res.samples.append(s)
+    report.checks = dict(sorted(checks.items()))
+    return report

@@ -1,0 +1,87 @@
+"""Resource inventory snapshots: one row per resource, with tags, state, size and utilisation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from costguard.errors import DataError
+
+INVENTORY_SCHEMA: dict[str, pl.DataType] = {
+    "provider": pl.String(),
+    "account_id": pl.String(),
+    "region": pl.String(),
+    "resource_id": pl.String(),
+    "resource_type": pl.String(),
+    "name": pl.String(),
+    "tags": pl.String(),          # JSON object as in the source
+    "x_tags": pl.String(),        # keys stripped + lower-cased, sorted (like the cost lake's x_Tags)
+    "state": pl.String(),
+    "sku": pl.String(),           # instance type / volume type / size
+    "created_at": pl.Datetime("us", "UTC"),
+    "cpu_p95": pl.Float64(),      # percent, where known
+    "mem_p95": pl.Float64(),      # percent, where known
+}
+REQUIRED = ("provider", "account_id", "resource_id")
+
+
+def normalize_tags_json(value: str | None) -> str | None:
+    """``{" Team": "x", "Env": "prod"}`` → ``{"env":"prod","team":"x"}``; None for empty or invalid."""
+    if value is None or not value.strip():
+        return None
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or not obj:
+        return None
+    out = {str(k).strip().lower(): ("" if v is None else str(v)) for k, v in obj.items()}
+    return json.dumps(dict(sorted(out.items())), separators=(",", ":"), ensure_ascii=False)
+
+
+def read_inventory(path: str, *, storage_options: dict[str, str] | None = None) -> pl.DataFrame:
+    """Read a CSV or parquet inventory file into ``INVENTORY_SCHEMA`` (missing optional columns → null)."""
+    try:
+        if path.endswith(".parquet"):
+            df = pl.read_parquet(path, storage_options=storage_options)
+        elif path.endswith((".csv", ".csv.gz")):
+            df = pl.read_csv(path, infer_schema=False, null_values=["", "NULL", "null"], storage_options=storage_options)
+        else:
+            raise DataError(f"{path}: inventory must be .parquet, .csv or .csv.gz")
+    except FileNotFoundError:
+        raise DataError(f"{path}: inventory file not found") from None
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise DataError(f"{path}: cannot read inventory: {str(e).strip().splitlines()[0] if str(e).strip() else e}") from None
+    df = df.rename({c: c.strip().lower() for c in df.columns})
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: inventory is missing required column(s): {', '.join(missing)}")
+    exprs = []
+    for col, dtype in INVENTORY_SCHEMA.items():
+        if col == "x_tags":
+            continue
+        if col not in df.columns:
+            exprs.append(pl.lit(None, dtype=dtype).alias(col))
+        elif dtype == pl.Datetime("us", "UTC"):
+            src = pl.col(col)
+            if df.schema[col] == pl.String:
+                src = src.str.to_datetime(time_zone="UTC", strict=False)
+            elif isinstance(df.schema[col], pl.Datetime) and df.schema[col].time_zone is None:  # type: ignore[union-attr]
+                src = src.dt.replace_time_zone("UTC")
+            exprs.append(src.cast(dtype).alias(col))
+        else:
+            exprs.append(pl.col(col).cast(dtype, strict=False).alias(col))
+    out = df.select(exprs)
+    bad = out.filter(pl.col("resource_id").is_null()).height
+    if bad:
+        raise DataError(f"{path}: {bad} inventory row(s) have no resource_id")
+    uniq = out["tags"].unique().to_list()
+    mapping = {t: normalize_tags_json(t) for t in uniq if t is not None}
+    out = out.with_columns(pl.col("tags").replace_strict(mapping, default=None, return_dtype=pl.String).alias("x_tags"))
+    return out.select(list(INVENTORY_SCHEMA))
+
+
+def inventory_path_ok(path: str, base_dir: Path) -> bool:
+    return "://" in path or (base_dir / path).exists()

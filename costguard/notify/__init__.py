@@ -1,0 +1,1 @@
+"""Delivery of finding changes to receivers. This version ships the console receiver."""

@@ -1,0 +1,65 @@
+"""The console receiver: a grouped, readable account of what changed in a cycle."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from costguard.model import SEVERITY_RANK, money
+
+EVENT_ORDER = ("new", "regressed", "updated", "unsnoozed", "resolved")
+EVENT_TITLE = {
+    "new": "NEW",
+    "regressed": "BACK AGAIN (regressed)",
+    "updated": "CHANGED",
+    "unsnoozed": "SNOOZE ENDED",
+    "resolved": "RESOLVED",
+}
+EVENT_WORD = {"new": "new", "regressed": "back again", "updated": "changed", "unsnoozed": "snooze ended", "resolved": "resolved"}
+
+
+def _amount(v: Any, currency: str) -> str:
+    return f"{money(v)} {currency}" if v is not None else "-"
+
+
+class ConsoleNotifier:
+    """Prints changes grouped by owner (or rule / kind), most severe and most expensive first."""
+
+    def __init__(self, out: TextIO, *, group_by: str = "owner") -> None:
+        self.out = out
+        self.group_by = group_by
+
+    def deliver(self, changes: Sequence[tuple[str, dict]], *, dry_run: bool = False) -> int:
+        w = self.out.write
+        relevant = [(e, f) for e, f in changes if e in EVENT_TITLE]
+        if not relevant:
+            w("\nNo finding changed in this cycle.\n")
+            return 0
+        counts = {e: sum(1 for x, _ in relevant if x == e) for e in EVENT_ORDER}
+        w("\nthis cycle: " + " · ".join(f"{counts[e]} {EVENT_WORD[e]}" for e in EVENT_ORDER if counts[e]) + "\n")
+        if dry_run:
+            w("[dry run] nothing is delivered or stored; this is what would be sent:\n")
+        groups: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+        for e, f in relevant:
+            groups[str(f.get(self.group_by) or "(unowned)")].append((e, f))
+        for key in sorted(groups):
+            items = groups[key]
+            w(f"\n── {self.group_by}: {key} " + "─" * max(4, 60 - len(key)) + "\n")
+            for event in EVENT_ORDER:
+                sel = [f for e, f in items if e == event]
+                if not sel:
+                    continue
+                sel.sort(key=lambda f: (-SEVERITY_RANK.get(f["severity"], 0), -(f.get("monthly_cost") or 0)))
+                w(f"  {EVENT_TITLE[event]} ({len(sel)})\n")
+                for f in sel:
+                    cur = f.get("currency") or "USD"
+                    w(f"   [{f['severity']:<8}] {f['kind']:<7} {f['title']}\n")
+                    line = f"              costs {_amount(f.get('monthly_cost'), cur)}/month"
+                    if f.get("monthly_savings") is not None:
+                        line += f" · fixing saves {_amount(f['monthly_savings'], cur)}/month"
+                    line += f" · id {f['fingerprint'][:12]}"
+                    w(line + "\n")
+                    if f.get("owner_reason"):
+                        w(f"              owner {f.get('owner') or '-'} ({f['owner_reason']})\n")
+        return len(relevant)

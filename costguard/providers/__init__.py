@@ -1,0 +1,43 @@
+"""Providers deliver FOCUS-shaped costs, an inventory snapshot and budgets for one configured source.
+
+The registry maps a config ``type:`` to a dotted path, imported only when used, so a focus-only
+install never imports a cloud SDK (Cloud Custodian's ``resource_map`` idea).
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import date
+from typing import Any, Protocol, runtime_checkable
+
+import polars as pl
+
+from costguard.model import ConnectionStatus, Window
+
+PROVIDERS: dict[str, str] = {
+    "focus": "costguard.providers.focus:FocusProvider",
+}
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What every source implements (AWS, Azure and GCP adapters plug in here)."""
+
+    name: str
+
+    def available_days(self, as_of: date) -> set[date]:
+        """Days (<= as_of) this source can deliver cost rows for."""
+
+    def costs(self, window: Window) -> pl.LazyFrame:
+        """Normalised FOCUS rows (``focus.lake_schema()``) whose ChargePeriodStart falls in ``window``."""
+
+    def inventory(self) -> pl.DataFrame | None:
+        """A resource snapshot (``INVENTORY_SCHEMA``) or None when the source has none."""
+
+    def status(self) -> tuple[ConnectionStatus, str | None]:
+        """The last known connection state and a human detail."""
+
+
+def provider_class(type_name: str) -> Any:
+    module, _, attr = PROVIDERS[type_name].partition(":")
+    return getattr(importlib.import_module(module), attr)

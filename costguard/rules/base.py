@@ -1,0 +1,186 @@
+"""What every rule kind shares: the evaluation context, the Params base, rule instances, filters.
+
+A rule kind is a class registered in :data:`RULES` under the ``kind`` name used in YAML. It has
+``finding_kind`` (a :data:`costguard.model.KINDS` value), a frozen pydantic ``Params`` model for
+its own keys, a docstring with a complete YAML example, and a pure ``evaluate(rule, ctx)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any, ClassVar, Literal, Protocol
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from costguard.model import Finding
+from costguard.rules.registry import Registry
+
+#: String dimensions of the daily cost rollup: what ``filter:`` and ``group_by:`` may name.
+DIMENSIONS: tuple[str, ...] = (
+    "x_Source",
+    "ProviderName",
+    "BillingAccountId",
+    "BillingAccountName",
+    "SubAccountId",
+    "SubAccountName",
+    "ServiceName",
+    "ServiceCategory",
+    "RegionId",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
+    "ChargeCategory",
+    "BillingCurrency",
+)
+TAG_PREFIX = "tag:"
+DATE = "x_ChargeDate"
+TAGS = "x_Tags"
+
+Metric = Literal["BilledCost", "EffectiveCost", "ListCost"]
+Severity = Literal["info", "warning", "critical"]
+FilterSpec = Mapping[str, "str | list[str]"]
+
+MONEY_PLACES = Decimal("1e-10")  # the lake's scale: pl.Decimal(38, 10)
+RATIO_PLACES = Decimal("1e-6")
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """Inputs of one evaluation. Evaluation happens at the end of ``as_of``: days <= as_of count."""
+
+    as_of: date
+    costs: pl.LazyFrame
+    inventory: pl.LazyFrame | None = None
+
+
+class Params(BaseModel):
+    """Base of every kind's parameters: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+@dataclass(frozen=True, eq=False)
+class RuleInstance:
+    """One validated rule from a YAML file."""
+
+    id: str
+    kind: str
+    severity: str
+    description: str | None
+    filter: FilterSpec
+    params: Any  # the kind's Params instance
+    impl: "Rule"
+    file: str
+    line: int | None
+
+
+class Rule(Protocol):
+    kind_name: ClassVar[str]  # set by RULES.register
+    finding_kind: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+
+    def evaluate(self, rule: RuleInstance, ctx: RuleContext) -> list[Finding]: ...
+
+
+RULES: Registry[Any] = Registry("rule kind", name_attr="kind_name")
+
+
+def normalise_key(key: str) -> str:
+    """Tag keys match ignoring case and surrounding spaces (the lake stores them that way)."""
+    return key.strip().lower()
+
+
+def tag_value(key: str) -> pl.Expr:
+    """The value of tag ``key`` in ``x_Tags`` (null when absent); bracket notation handles any key."""
+    return pl.col(TAGS).str.json_path_match(f"$[{json.dumps(normalise_key(key), ensure_ascii=False)}]")
+
+
+def check_filter(flt: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Problems in a ``filter:`` mapping, as (key, message) pairs."""
+    problems = []
+    for col, val in flt.items():
+        if not isinstance(col, str):
+            problems.append((str(col), "filter keys must be column names or tag:KEY"))
+        elif col.startswith(TAG_PREFIX):
+            if not normalise_key(col[len(TAG_PREFIX):]):
+                problems.append((col, "tag: needs a key, e.g. tag:team"))
+        elif col not in DIMENSIONS:
+            problems.append((col, f"unknown column {col!r}; filterable: {', '.join(DIMENSIONS)} or tag:KEY"))
+        vals = val if isinstance(val, list) else [val]
+        if not vals or not all(isinstance(v, str) for v in vals):
+            problems.append((str(col), "value must be a string or a non-empty list of strings (quote numbers)"))
+    return problems
+
+
+def apply_filter(lf: pl.LazyFrame, flt: FilterSpec) -> pl.LazyFrame:
+    """Keep rows matching every entry: column (or ``tag:KEY``) equal to the value or one of the values."""
+    for col, val in flt.items():
+        values = [val] if isinstance(val, str) else list(val)
+        expr = tag_value(col[len(TAG_PREFIX):]) if col.startswith(TAG_PREFIX) else pl.col(col)
+        lf = lf.filter(expr.is_in(values))
+    return lf
+
+
+def single(flt: FilterSpec, *cols: str) -> str | None:
+    """The filter's value for the first of ``cols`` that has exactly one value."""
+    for col in cols:
+        val = flt.get(col)
+        if isinstance(val, str):
+            return val
+        if isinstance(val, list) and len(val) == 1:
+            return val[0]
+    return None
+
+
+def day_range(start: date, end: date) -> pl.Expr:
+    """Rows whose charge day is in ``[start, end)``."""
+    return (pl.col(DATE) >= start) & (pl.col(DATE) < end)
+
+
+def to_month(amount: Decimal, days: int) -> Decimal:
+    """Scale an amount over ``days`` to 30 days (exact to the lake's 10 places)."""
+    return (amount * 30 / days).quantize(MONEY_PLACES)
+
+
+def ratio(num: Decimal, den: Decimal) -> Decimal:
+    return (num / den).quantize(RATIO_PLACES)
+
+
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+
+
+def fmt_money(amount: Decimal, currency: str | None, places: int = 2) -> str:
+    """Human text only: ``$1,234.50`` / ``1,234.50 CHF``."""
+    q = amount.quantize(Decimal(1).scaleb(-places))
+    sym = _SYMBOLS.get(currency or "")
+    if sym:
+        return f"-{sym}{-q:,}" if q < 0 else f"{sym}{q:,}"
+    return f"{q:,} {currency or ''}".rstrip()
+
+
+def fmt_pct(share: Decimal, places: int = 1) -> str:
+    """``Decimal("0.8734")`` → ``87.3`` (no trailing zeros for whole numbers: ``0.95`` → ``95``)."""
+    p = (share * 100).quantize(Decimal(1).scaleb(-places))
+    return f"{p:f}".rstrip("0").rstrip(".") if "." in f"{p:f}" else f"{p:f}"
+
+
+def iso_window(start: date, end_inclusive: date) -> dict[str, str]:
+    """Evidence form of a window: half-open ``[start, end)`` ISO dates."""
+    return {"start": start.isoformat(), "end": (end_inclusive + timedelta(days=1)).isoformat()}
+
+
+_FENCE = re.compile(r"```yaml\n(.*?)```", re.S)
+
+
+def docstring_example(cls: type) -> str | None:
+    """The first ```yaml fenced block in a class docstring, dedented."""
+    m = _FENCE.search(inspect.cleandoc(cls.__doc__ or ""))
+    return textwrap.dedent(m.group(1)) if m else None

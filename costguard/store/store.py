@@ -1,0 +1,368 @@
+"""``Store``: the repository over the state database (runs, windows, findings, ledger).
+
+Every public method is one transaction. Database failures surface as ``StoreError`` naming the
+(password-redacted) URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import NoSuchModuleError
+
+from ..errors import CostguardError, StoreError
+from ..model import SEVERITY_RANK, Finding
+from . import migrate
+from .engine import WRITE_OPTION, make_engine, redact_url, sqlite_file
+from .lifecycle import ROW_KEYS, ReconcileResult, plan_reconcile, to_finding_dict
+from .schema import FINDING_STATUSES, RUN_STATUSES, TRIGGERS, finding_events, findings, ledger
+from .schema import runs, windows
+from .types import ensure_utc
+
+ABANDONED = "abandoned (process ended without finishing)"
+MIN_PREFIX = 6
+_CHUNK = 500  # bound parameters per IN (...)
+
+
+class FindingLookupError(CostguardError, KeyError):
+    """No finding (or more than one) matches a fingerprint or prefix."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "finding not found"
+
+
+class Store:
+    """The state database. ``Store.open(url)`` to use it; ``Store(url)`` does not migrate."""
+
+    def __init__(self, url: str) -> None:
+        self.url = redact_url(url)
+        try:
+            self._engine = make_engine(url)
+        except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+            raise StoreError(f"cannot open state store {self.url}: {exc}") from exc
+
+    @classmethod
+    def open(cls, url: str) -> "Store":
+        """Open (creating the file and its folder if needed) and migrate to the latest schema."""
+        store = cls(url)
+        try:
+            store.upgrade()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def upgrade(self, revision: str = "head") -> None:
+        """``alembic upgrade`` in one transaction; existing data is kept. Creates the folder of
+        a SQLite file."""
+        path = sqlite_file(self._engine.url)
+        try:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot open state store {self.url}: {exc}") from exc
+        try:
+            with self._engine.connect() as conn:
+                conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    migrate.upgrade(conn, revision)
+        except Exception as exc:
+            raise StoreError(f"cannot migrate state store {self.url}: {exc}") from exc
+
+    def schema_revision(self) -> str | None:
+        with self._tx() as conn:
+            return migrate.current_revision(conn)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    @contextmanager
+    def _tx(self, *, write: bool = False) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(**{WRITE_OPTION: True})
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"state store {self.url}: {exc}") from exc
+
+    # ---- runs --------------------------------------------------------------------------------
+
+    def start_run(
+        self, run_id: str, *, as_of: date, started_at: datetime, trigger: str, dry_run: bool
+    ) -> None:
+        if trigger not in TRIGGERS:
+            raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
+        row = {
+            "run_id": run_id, "started_at": ensure_utc(started_at, "started_at"), "as_of": as_of,
+            "trigger": trigger, "dry_run": bool(dry_run), "status": "running",
+        }  # fmt: skip
+        try:
+            with self._tx(write=True) as conn:
+                conn.execute(insert(runs).values(**row))
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                raise StoreError(f"state store {self.url}: run {run_id} already exists") from exc
+            raise
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        finished_at: datetime,
+        providers: dict,
+        conformance: dict,
+        stats: dict,
+        error: str | None = None,
+    ) -> None:
+        if status not in RUN_STATUSES or status == "running":
+            raise ValueError(f"finished status must be one of {RUN_STATUSES[1:]}, got {status!r}")
+        values = {
+            "status": status, "finished_at": ensure_utc(finished_at, "finished_at"),
+            "providers": providers, "conformance": conformance, "stats": stats, "error": error,
+        }  # fmt: skip
+        with self._tx(write=True) as conn:
+            done = conn.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
+            if done.rowcount != 1:
+                raise StoreError(f"state store {self.url}: no run {run_id} to finish")
+
+    def get_run(self, run_id: str) -> dict | None:
+        with self._tx() as conn:
+            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def last_run(
+        self, *, statuses: Collection[str] | None = None, include_dry_run: bool = False
+    ) -> dict | None:
+        q = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id.desc()).limit(1)
+        if statuses is not None:
+            q = q.where(runs.c.status.in_(list(statuses)))
+        if not include_dry_run:
+            q = q.where(runs.c.dry_run.is_(False))
+        with self._tx() as conn:
+            row = conn.execute(q).mappings().first()
+        return dict(row) if row else None
+
+    def mark_abandoned_runs(self, now: datetime) -> int:
+        """Runs still 'running' (their process died) -> 'failed'. Call once at startup."""
+        values = {"status": "failed", "finished_at": ensure_utc(now, "now"), "error": ABANDONED}
+        with self._tx(write=True) as conn:
+            done = conn.execute(update(runs).where(runs.c.status == "running").values(**values))
+            return done.rowcount
+
+    # ---- windows -----------------------------------------------------------------------------
+
+    def record_window(
+        self,
+        source: str,
+        day: date,
+        *,
+        rows: int,
+        billing_accounts: list[str],
+        run_id: str,
+        ingested_at: datetime,
+    ) -> None:
+        row = {
+            "source": source, "day": day, "rows": int(rows),
+            "billing_accounts": sorted(set(billing_accounts)), "run_id": run_id,
+            "ingested_at": ensure_utc(ingested_at, "ingested_at"),
+        }  # fmt: skip
+        key = (windows.c.source == source) & (windows.c.day == day)
+        with self._tx(write=True) as conn:
+            conn.execute(delete(windows).where(key))
+            conn.execute(insert(windows).values(**row))
+
+    def stored_days(self, source: str) -> set[date]:
+        with self._tx() as conn:
+            days = conn.execute(select(windows.c.day).where(windows.c.source == source))
+            return set(days.scalars())
+
+    # ---- findings ----------------------------------------------------------------------------
+
+    def reconcile(
+        self,
+        findings_: Sequence[Finding],
+        *,
+        run_id: str,
+        now: datetime,
+        evaluated_rules: Collection[str],
+        skip_sources: Collection[str] = (),
+        persist: bool = True,
+    ) -> ReconcileResult:
+        """Apply one run's findings to the lifecycle (see ``lifecycle.py``) in one transaction.
+        ``persist=False`` (dry run) computes the same result and writes nothing."""
+        now = ensure_utc(now, "now")
+        fps = [f.fingerprint for f in findings_]
+        with self._tx(write=persist) as conn:
+            existing = self._rows(conn, findings.c.status != "resolved")
+            for i in range(0, len(fps), _CHUNK):
+                chunk = [fp for fp in fps[i : i + _CHUNK] if fp not in existing]
+                if chunk:
+                    existing.update(self._rows(conn, findings.c.fingerprint.in_(chunk)))
+            plan = plan_reconcile(
+                findings_, existing, run_id=run_id, now=now,
+                evaluated_rules=evaluated_rules, skip_sources=skip_sources,
+            )  # fmt: skip
+            if persist:
+                if plan.inserts:
+                    conn.execute(insert(findings), plan.inserts)
+                for row in plan.updates:
+                    key = findings.c.fingerprint == row["fingerprint"]
+                    conn.execute(update(findings).where(key).values(**row))
+                if plan.events:
+                    conn.execute(insert(finding_events), plan.events)
+        return plan.result
+
+    @staticmethod
+    def _rows(conn: Connection, where: Any) -> dict[str, dict[str, Any]]:
+        q = select(*(findings.c[k] for k in ROW_KEYS)).where(where)
+        return {r["fingerprint"]: dict(r) for r in conn.execute(q).mappings()}
+
+    def list_findings(self, *, status: str = "open", kind: str | None = None) -> list[dict]:
+        """Findings by status (open|snoozed|resolved|all), most severe then most costly first."""
+        if status != "all" and status not in FINDING_STATUSES:
+            allowed = (*FINDING_STATUSES, "all")
+            raise ValueError(f"status must be one of {allowed}, got {status!r}")
+        q = select(findings)
+        if status != "all":
+            q = q.where(findings.c.status == status)
+        if kind is not None:
+            q = q.where(findings.c.kind == kind)
+        with self._tx() as conn:
+            rows = [to_finding_dict(r) for r in conn.execute(q).mappings()]
+        # sorted here: exact Decimal order (SQLite stores amounts as text)
+        rows.sort(key=_severity_then_cost)
+        return rows
+
+    def get_finding(self, fingerprint: str) -> dict | None:
+        """By fingerprint or by a unique prefix of at least 6 characters; an ambiguous prefix
+        raises ``FindingLookupError``."""
+        with self._tx() as conn:
+            row = self._lookup(conn, fingerprint)
+        return to_finding_dict(row) if row else None
+
+    def _lookup(self, conn: Connection, fingerprint: str) -> dict[str, Any] | None:
+        fingerprint = fingerprint.strip()
+        fp = findings.c.fingerprint
+        row = conn.execute(select(findings).where(fp == fingerprint)).mappings().first()
+        if row is not None or len(fingerprint) < MIN_PREFIX:
+            return dict(row) if row else None
+        q = select(findings).where(fp.startswith(fingerprint, autoescape=True)).limit(3)
+        rows = conn.execute(q).mappings().all()
+        if len(rows) > 1:
+            some = ", ".join(r["fingerprint"] for r in rows[:2]) + (", …" if len(rows) > 2 else "")
+            raise FindingLookupError(
+                f"fingerprint prefix {fingerprint!r} is ambiguous (matches {some}); "
+                "give more characters"
+            )
+        return dict(rows[0]) if rows else None
+
+    def snooze(self, fingerprint: str, *, until: date, reason: str, now: datetime) -> dict:
+        """Silence a finding until ``until`` (inclusive). A resolved finding stays resolved but
+        keeps the snooze, so it comes back silently if it regresses before that date."""
+        now = ensure_utc(now, "now")
+        if until < now.date():
+            raise ValueError(f"snooze date {until.isoformat()} is in the past")
+        with self._tx(write=True) as conn:
+            row = self._lookup(conn, fingerprint)
+            if row is None:
+                short = len(fingerprint.strip()) < MIN_PREFIX
+                hint = f" (a prefix needs at least {MIN_PREFIX} characters)" if short else ""
+                raise FindingLookupError(
+                    f"no finding with fingerprint {fingerprint!r}{hint}; "
+                    "see `costguard findings --status all`"
+                )
+            values = {"snoozed_until": until, "snooze_reason": reason}
+            if row["status"] != "resolved":
+                values["status"] = "snoozed"
+            key = findings.c.fingerprint == row["fingerprint"]
+            conn.execute(update(findings).where(key).values(**values))
+            event = {
+                "fingerprint": row["fingerprint"], "run_id": None, "event": "snoozed", "at": now,
+                "detail": {"until": until, "reason": reason},
+            }  # fmt: skip
+            conn.execute(insert(finding_events).values(**event))
+            row.update(values)
+        return to_finding_dict(row)
+
+    def finding_events(self, fingerprint: str) -> list[dict]:
+        """The recorded history of one finding, oldest first."""
+        q = select(finding_events).where(finding_events.c.fingerprint == fingerprint)
+        with self._tx() as conn:
+            return [dict(r) for r in conn.execute(q.order_by(finding_events.c.id)).mappings()]
+
+    def open_findings_count(self) -> dict[tuple[str, str], int]:
+        q = (
+            select(findings.c.kind, findings.c.severity, func.count())
+            .where(findings.c.status == "open")
+            .group_by(findings.c.kind, findings.c.severity)
+        )
+        with self._tx() as conn:
+            return {(k, s): n for k, s, n in conn.execute(q)}
+
+    # ---- delivery ledger ---------------------------------------------------------------------
+
+    def ledger_has(self, group_key: str, receiver: str, event: str, episode: str = "") -> bool:
+        q = select(ledger.c.id).where(
+            (ledger.c.group_key == group_key) & (ledger.c.receiver == receiver)
+            & (ledger.c.event == event) & (ledger.c.episode == episode)
+        )  # fmt: skip
+        with self._tx() as conn:
+            return conn.execute(q.limit(1)).first() is not None
+
+    def record_sent(
+        self,
+        group_key: str,
+        receiver: str,
+        event: str,
+        *,
+        sent_at: datetime,
+        episode: str = "",
+        fingerprint: str | None = None,
+        run_id: str | None = None,
+        receiver_data: dict | None = None,
+    ) -> bool:
+        """Commit one successful send (call right after it). False if it was already recorded."""
+        row = {
+            "group_key": group_key, "receiver": receiver, "event": event, "episode": episode,
+            "fingerprint": fingerprint, "run_id": run_id,
+            "sent_at": ensure_utc(sent_at, "sent_at"), "receiver_data": receiver_data,
+        }  # fmt: skip
+        try:
+            with self._tx(write=True) as conn:
+                conn.execute(insert(ledger).values(**row))
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):
+                return False
+            raise
+        return True
+
+    def ledger_entries(self, *, fingerprint: str | None = None) -> list[dict]:
+        q = select(ledger).order_by(ledger.c.id)
+        if fingerprint is not None:
+            q = q.where(ledger.c.fingerprint == fingerprint)
+        with self._tx() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+
+def _severity_then_cost(row: dict[str, Any]) -> tuple[int, Any, str]:
+    return (-SEVERITY_RANK.get(row["severity"], -1), -row["monthly_cost"], row["fingerprint"])
+
+
+__all__ = ["ABANDONED", "FindingLookupError", "ReconcileResult", "Store"]
