@@ -48,7 +48,7 @@ class SourceResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in (str(ConnectionStatus.OK), str(ConnectionStatus.MISSING_DATA))
+        return self.status == str(ConnectionStatus.OK)
 
     def to_dict(self) -> dict:
         return {

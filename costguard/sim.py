@@ -461,7 +461,7 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
         region = region or reg_ids[rng.choice(len(reg_ids), p=p_reg)]
         pr = inst_price(t, region)
         rid = "i-0" + _hex(rng, 1, 16)[0]
-        tg = tagset(0.97) if role == "normal" else _tags(rng, apps, bus, p_app, p_bu)
+        tg = tagset(0.99) if role == "normal" else _tags(rng, apps, bus, p_app, p_bu)
         name = None
         if tg[0] and rng.random() < 0.3:
             app = tg[0].get("application") or tg[0].get("Application") or "svc"
@@ -623,7 +623,7 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
     activity = rng.lognormal(0, 0.8, size=n_lt)
     counts = np.bincount(svc_draw, minlength=len(SERVICES))
     names = _hex(rng, n_lt, 17)
-    null_rid_p = (0.075 - 0.013) / max(0.05, lt_rows_full / full)
+    null_rid_p = (0.068 - 0.013) / max(0.05, lt_rows_full / full)
     for j in range(n_lt):
         k = int(svc_draw[j])
         key, sname, cat_, sub, _, _, _, _, tag_p, regional, (arn_svc, arn_type), usages = SERVICES[k]
@@ -667,10 +667,12 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
     mu, sig, zero, cap = [], [], [], []
     for k, s in enumerate(SERVICES):
         n_k = max(1.0, lt_rows_full * row_w[k])
-        mean_nz = s[5] * total_daily / (n_k * (1 - s[6]))  # units per non-zero row
+        # non-zero rows: a TINY_P share of near-free lines (requests, metrics, ~1e-6 USD) and a main
+        # component that carries the service's cost
+        mean_nz = s[5] * total_daily / (n_k * (1 - s[6] * 0.88) * (1 - TINY_P))  # units per main row
         mu.append(math.log(max(mean_nz, 1.0)) - s[7] ** 2 / 2)
         sig.append(s[7])
-        zero.append(s[6])
+        zero.append(s[6] * 0.88)
         cap.append(mean_nz * 300)
 
     # --- credits, adjustments, savings plan purchase --------------------------------------------
@@ -723,6 +725,8 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
 
 
 SP_DISCOUNT = Decimal("0.28")
+TINY_P = 0.72  # share of non-zero long-tail rows that are near-free
+TINY_MU = math.log(2e-7 * UNIT)  # median 2e-7 USD
 
 
 def _sp_rate(list_units: int) -> int:
@@ -795,6 +799,8 @@ def _day_rows(u: _Universe, d: date, di: int) -> dict[str, np.ndarray]:
     k = u.ent_svc[lt_e]
     draw = np.exp(u.lt_mu[k] + u.lt_sigma[k] * rng.standard_normal(n_lt))
     draw = np.minimum(draw, u.lt_cap[k])
+    tiny = rng.random(n_lt) < TINY_P
+    draw = np.where(tiny, np.exp(TINY_MU + 2.0 * rng.standard_normal(n_lt)), draw)
     unit_price = u.ent_price[lt_e]
     is_zero = (rng.random(n_lt) < u.lt_zero[k]) | (unit_price == 0)
     lt_cost = np.where(is_zero, 0, np.maximum(1, np.rint(draw))).astype(np.int64)
@@ -1094,3 +1100,19 @@ def _expected(u: _Universe, tot: _Totals, cov_start: date, last_complete: date) 
         },
         "planted": planted,
     }
+
+
+def parse_rows(text: str | int) -> int:
+    """``"100k"`` → 100000, ``"1M"``/``"1.5m"`` → 1000000/1500000, ``"20000"`` → 20000."""
+    if isinstance(text, int):
+        return text
+    s = text.strip().lower().replace("_", "").replace(",", "")
+    mult = {"k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}.get(s[-1:], 1)
+    num = s[:-1] if mult != 1 else s
+    try:
+        value = int(Decimal(num) * mult)
+    except Exception as exc:  # decimal.InvalidOperation
+        raise ValueError(f"not a row count: {text!r} (use e.g. 20000, 100k, 1M, 10M)") from exc
+    if value < 100:
+        raise ValueError(f"row count must be >= 100 (got {text!r})")
+    return value

@@ -275,3 +275,25 @@ def test_report_merge() -> None:
     assert m.checks["X:type"].count == 3 and len(m.checks["X:type"].samples) == 2
     assert m.checks["Y:nullability"].count == 3
     assert a.checks["X:type"].count == 2  # inputs untouched
+
+
+def test_s3_discover_and_csv_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    moto = pytest.importorskip("moto")
+    import boto3
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    with moto.mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="billing")
+        data = SAMPLE.read_bytes()
+        s3.put_object(Bucket="billing", Key="focus/2024/09/part-1.csv.gz", Body=gzip.compress(data))
+        s3.put_object(Bucket="billing", Key="focus/2024/09/notes.txt", Body=b"x")
+        s3.put_object(Bucket="billing", Key="focus/part-0.csv", Body=data)
+        opts = {"aws_region": "us-east-1"}
+        got = focus.discover(["s3://billing/focus/**/*.csv*"], Path("."), opts)
+        assert got == ["s3://billing/focus/2024/09/part-1.csv.gz", "s3://billing/focus/part-0.csv"]
+        for uri in got:
+            assert _totals(focus.normalize(focus.scan(uri, opts), file=uri).collect()) == _totals(_load(SAMPLE))
+        with pytest.raises(DataError, match=r"s3://billing/other/\*\.parquet"):
+            focus.discover(["s3://billing/other/*.parquet"], Path("."), opts)

@@ -44,8 +44,7 @@ class FocusProvider:
             except pl.exceptions.PolarsError as e:
                 raise self._fail(ConnectionStatus.PARSE_ERROR, f"{f}: cannot read: {_first_line(e)}") from None
             days.update(d for d in got["x_ChargeDate"].to_list() if d is not None and d <= as_of)
-        if not days:
-            self._status = (ConnectionStatus.MISSING_DATA, f"no rows on or before {as_of}")
+        self._status = (ConnectionStatus.OK, None if days else f"files found, but no rows on or before {as_of}")
         return days
 
     def costs(self, window: Window) -> pl.LazyFrame:
