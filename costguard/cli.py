@@ -79,10 +79,20 @@ def _date(value: str | None, flag: str) -> date | None:
         raise typer.Exit(EXIT_USAGE) from None
 
 
-def _setup_logging() -> None:
+def _setup_logging(*, daemon: bool = False) -> None:
+    """Info-level events for machines (the daemon, CI, log collectors); warnings only for a person
+    at a terminal, who sees the progress lines instead. COSTGUARD_LOG_LEVEL overrides both."""
+    import os
+
     from costguard.logs import configure_logging
 
-    configure_logging()
+    default = "info" if daemon or not sys.stderr.isatty() else "warning"
+    level = os.environ.get("COSTGUARD_LOG_LEVEL", default)
+    try:
+        configure_logging(level=level)
+    except ValueError:
+        _err(f"error: COSTGUARD_LOG_LEVEL={level!r} is not a level; use debug, info, warning or error")
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def _load(config: str | None):  # -> LoadedConfig
@@ -213,7 +223,7 @@ def serve(config: ConfigOpt = None) -> None:
     """
     from costguard.daemon import serve as run_daemon
 
-    _setup_logging()
+    _setup_logging(daemon=True)
     raise typer.Exit(run_daemon(_load(config), out=sys.stdout))
 
 

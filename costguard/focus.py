@@ -485,7 +485,7 @@ class ConformanceReport:
             if v.rule == "allowed_values" and spec and spec.allowed_values:
                 vals = list(dict.fromkeys(repr(s["value"]) for s in v.samples if s.get("value") is not None))
                 allowed = list(spec.allowed_values)
-                shown = ", ".join(allowed[:8]) + (f", … ({len(allowed)} values)" if len(allowed) > 8 else "")
+                shown = ", ".join(allowed[:3]) + (f", … ({len(allowed)} allowed values)" if len(allowed) > 3 else "")
                 what = f"value{'s' if len(vals) > 1 else ''} {', '.join(vals)} not in {shown}"
             elif v.rule == "nullability":
                 what = "null, but the spec does not allow nulls here"

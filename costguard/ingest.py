@@ -45,6 +45,7 @@ class SourceResult:
     windows: list[str] = field(default_factory=list)
     report: focus.ConformanceReport | None = None
     inventory_rows: int | None = None
+    budgets: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -59,6 +60,11 @@ class SourceResult:
             "skipped_days": self.skipped_days,
             "windows": self.windows,
             "inventory_rows": self.inventory_rows,
+            "budgets": [
+                {"name": b.name, "amount": b.amount, "currency": b.currency, "period": b.period,
+                 "actual": b.actual, "forecast": b.forecast}
+                for b in self.budgets
+            ],
             "conformance": self.report.to_dict() if self.report else None,
         }
 
@@ -99,6 +105,7 @@ def ingest_source(
         inv = provider.inventory()
         if inv is not None:
             res.inventory_rows = lake.write_inventory(provider.name, inv)
+        res.budgets = list(provider.budgets())
         status, detail = provider.status()
         if status == ConnectionStatus.UNKNOWN or status == ConnectionStatus.OK:
             res.status, res.detail = str(ConnectionStatus.OK), detail

@@ -107,6 +107,20 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class NativeBudget:
+    """A budget defined in the cloud itself (AWS Budgets, Azure budgets, GCP budgets)."""
+
+    source: str
+    name: str
+    amount: Decimal
+    currency: str
+    period: str                      # month | quarter | year | week | custom
+    actual: Decimal | None = None
+    forecast: Decimal | None = None
+    scope: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class RunInfo:
     """Identity and time of one cycle. ``as_of`` is the last day included in evaluation."""
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
 
-from costguard.model import ConnectionStatus, Window
+from costguard.model import ConnectionStatus, NativeBudget, Window
 
 PROVIDERS: dict[str, str] = {
     "focus": "costguard.providers.focus:FocusProvider",
@@ -33,6 +33,9 @@ class Provider(Protocol):
 
     def inventory(self) -> pl.DataFrame | None:
         """A resource snapshot (``INVENTORY_SCHEMA``) or None when the source has none."""
+
+    def budgets(self) -> list[NativeBudget]:
+        """Budgets defined in the cloud itself (empty for sources that have none, like exports)."""
 
     def status(self) -> tuple[ConnectionStatus, str | None]:
         """The last known connection state and a human detail."""

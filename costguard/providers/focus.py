@@ -11,7 +11,7 @@ import polars as pl
 from costguard import focus
 from costguard.errors import DataError, ProviderError
 from costguard.inventory import read_inventory
-from costguard.model import ConnectionStatus, Window
+from costguard.model import ConnectionStatus, NativeBudget, Window
 
 
 class FocusProvider:
@@ -60,6 +60,10 @@ class FocusProvider:
             return read_inventory(path, storage_options=self._storage_options)
         except DataError as e:
             raise self._fail(ConnectionStatus.PARSE_ERROR, str(e)) from None
+
+    def budgets(self) -> list[NativeBudget]:
+        """FOCUS exports carry no budgets; budgets for this source are costguard `budget` rules."""
+        return []
 
     def status(self) -> tuple[ConnectionStatus, str | None]:
         return self._status
