@@ -83,7 +83,8 @@ _PL_TYPES = {"Decimal": DECIMAL, "Date/Time": DATETIME, "String": pl.String, "JS
 @cache
 def _lake_schema() -> dict[str, pl.DataType]:
     out: dict[str, Any] = {n: _PL_TYPES[c.data_type] for n, c in _columns(LAKE_VERSION).items()}
-    out.update({"x_ChargeDate": pl.Date, "x_Tags": pl.String, "x_Conformance": pl.String})
+    # x_Conformance: a bit mask of failed checks (bit i = CHECK_IDS[i]), null when the row is clean
+    out.update({"x_ChargeDate": pl.Date, "x_Tags": pl.String, "x_Conformance": pl.UInt64})
     return out
 
 
@@ -276,15 +277,27 @@ def _json_info(raw: str) -> tuple[str | None, str | None]:
     return res
 
 
-def _json_mapper(which: int):
-    def run(s: pl.Series) -> pl.Series:
-        uniq = s.drop_nulls().unique()
-        if uniq.len() == 0:
-            return pl.Series(s.name, [None] * len(s), dtype=pl.String)
-        new = pl.Series([_json_info(v)[which] for v in uniq.to_list()], dtype=pl.String)
-        return s.replace_strict(uniq, new, default=None, return_dtype=pl.String)
+def _json_mapping(raw: pl.LazyFrame, expr: pl.Expr) -> tuple[list[str], list[str | None], list[str | None]]:
+    """Distinct raw JSON texts of one file → (valid text, normalised tags), computed once.
 
-    return run
+    Exports have 10^7 rows but a few thousand distinct tag sets: the Python JSON work runs per
+    distinct value here, and rows are then mapped with a vectorised ``replace_strict``.
+    """
+    try:
+        uniq = raw.select(expr.alias("v")).unique().collect(engine="streaming")["v"].drop_nulls().to_list()
+    except Exception:  # unreadable input surfaces, with the file name, when the rows are read
+        uniq = []
+    info = [_json_info(v) for v in uniq]
+    return uniq, [i[0] for i in info], [i[1] for i in info]
+
+
+def _json_frame(keys: list[str], valid: list[str | None], norm: list[str | None], prefix: str) -> pl.LazyFrame:
+    """The per-file JSON mapping as a small frame, joined to the rows (a join streams; a
+    ``replace_strict`` with thousands of keys made the streaming engine hold the whole file)."""
+    return pl.LazyFrame(
+        {f"{prefix}_key": keys, f"{prefix}_valid": valid, f"{prefix}_norm": norm},
+        schema={f"{prefix}_key": pl.String, f"{prefix}_valid": pl.String, f"{prefix}_norm": pl.String},
+    )
 
 
 def _as_json_text(c: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
@@ -323,7 +336,7 @@ def _cleaned_dtype(dtype: pl.DataType, spec: ColumnSpec) -> pl.DataType:
     return dtype
 
 
-def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec) -> pl.Expr:
+def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec, json_map: dict[str, tuple[list[str], list[str | None], list[str | None]]] | None = None) -> pl.Expr:
     """Parse the cleaned raw column ``name`` into the lake type; unparseable -> null."""
     c = pl.col(name)
     if dtype.is_nested() or dtype == pl.Null:
@@ -334,7 +347,9 @@ def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec) -> pl.Expr:
     if spec.data_type == "JSON":
         if dtype == pl.Boolean:  # marker from _clean_raw: the source type can never be JSON
             return pl.lit(None, pl.String)
-        return c.map_batches(_json_mapper(0), return_dtype=pl.String, is_elementwise=True)
+        if json_map and name in json_map:
+            return pl.col(f"{name}_valid")
+        return pl.lit(None, pl.String)
     if spec.data_type == "Decimal":
         if stringy:
             return c.cast(DECIMAL, strict=False)
@@ -370,13 +385,6 @@ def _parse_timestamps(s: pl.Series) -> pl.Series:
     return out
 
 
-def _conformance_expr(checks: list[tuple[str, pl.Expr]]) -> pl.Expr:
-    if not checks:
-        return pl.lit(None, pl.String)
-    conf = pl.concat_str([pl.when(cond).then(pl.lit(cid)) for cid, cond in checks], separator=";", ignore_nulls=True)
-    return pl.when(conf == "").then(None).otherwise(conf)
-
-
 def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
     """Canonical lake columns (``lake_schema()``, in order), with every spec violation flagged per row."""
     try:
@@ -388,28 +396,42 @@ def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
     if missing:
         raise DataError(f"{file}: missing mandatory FOCUS column(s): {', '.join(missing)}")
     present = {n: schema[n] for n in specs if n in schema}
+    nested = [n for n, dt in present.items() if dt.is_nested() and specs[n].data_type != "JSON"]
+    if nested:
+        raise DataError(
+            f"{file}: column(s) {', '.join(f'{n} ({present[n]})' for n in nested)} hold nested values; "
+            "FOCUS defines them as plain String/Decimal/Date-Time"
+        )
     raw_name = {n: f"__raw_{n}" for n in present}
 
     stage_a = [_clean_raw(n, dt, specs[n]).alias(raw_name[n]) for n, dt in present.items()]
+    json_map = {
+        raw_name[n]: _json_mapping(raw, _clean_raw(n, dt, specs[n]))
+        for n, dt in present.items()
+        if specs[n].data_type == "JSON" and _as_json_text(pl.col(n), dt) is not None
+    }
+    cleaned = raw.select(stage_a)
+    for rn, (keys, valid, norm) in json_map.items():
+        cleaned = cleaned.join(_json_frame(keys, valid, norm, rn), left_on=rn, right_on=f"{rn}_key", how="left", maintain_order="left")
     stage_b = []
     for n, dt in present.items():
-        stage_b.append(_parse(raw_name[n], _cleaned_dtype(dt, specs[n]), specs[n]).alias(n))
-    if "Tags" in present and _as_json_text(pl.col("Tags"), present["Tags"]) is not None:
-        x_tags = pl.col(raw_name["Tags"]).map_batches(_json_mapper(1), return_dtype=pl.String, is_elementwise=True)
+        stage_b.append(_parse(raw_name[n], _cleaned_dtype(dt, specs[n]), specs[n], json_map).alias(n))
+    if "Tags" in present and raw_name["Tags"] in json_map:
+        x_tags = pl.col(f"{raw_name['Tags']}_norm")
     else:
         x_tags = pl.lit(None, pl.String)
     stage_b.append(x_tags.alias("x_Tags"))
 
-    checks: list[tuple[str, pl.Expr]] = []
+    bits: list[pl.Expr] = []
     for n in present:
         spec, r, v = specs[n], pl.col(raw_name[n]), pl.col(n)
-        if not (spec.data_type == "String" and not present[n].is_nested()):
-            checks.append((f"{n}:type", r.is_not_null() & v.is_null()))
+        if spec.data_type != "String":
+            bits.append(_bit(f"{n}:type", r.is_not_null() & v.is_null()))
         if not spec.nullable:
-            checks.append((f"{n}:nullability", r.is_null()))
+            bits.append(_bit(f"{n}:nullability", r.is_null()))
         if spec.allowed_values:
-            checks.append((f"{n}:allowed_values", v.is_not_null() & ~v.is_in(list(spec.allowed_values))))
-    conf = _conformance_expr(checks)
+            bits.append(_bit(f"{n}:allowed_values", v.is_not_null() & ~v.is_in(list(spec.allowed_values))))
+    mask = pl.sum_horizontal(bits) if bits else pl.lit(0, pl.UInt64)
 
     final = []
     for n, dt in _lake_schema().items():
@@ -420,10 +442,73 @@ def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
         elif n == "x_Tags":
             final.append(pl.col("x_Tags"))
         elif n == "x_Conformance":
-            final.append(conf.alias(n))
+            final.append(pl.when(pl.col("__mask") != 0).then(pl.col("__mask")).alias(n))
         else:
             final.append(pl.lit(None, dt).alias(n))
-    return raw.select(stage_a).with_columns(stage_b).select(final)
+    return cleaned.with_columns(stage_b).with_columns(mask.alias("__mask")).select(final)
+
+
+def charge_days(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
+    """Just the distinct UTC days of ChargePeriodStart (cheap: one column), as ``x_ChargeDate``."""
+    try:
+        schema = raw.collect_schema()
+    except Exception as e:
+        raise DataError(f"{file}: cannot read the file's columns: {_first_line(e)}") from None
+    missing = [c for c in mandatory("1.0") if c not in schema]
+    if missing:
+        raise DataError(f"{file}: missing mandatory FOCUS column(s): {', '.join(missing)}")
+    spec = _columns(LAKE_VERSION)["ChargePeriodStart"]
+    dt = schema["ChargePeriodStart"]
+    parsed = _parse("__raw", _cleaned_dtype(dt, spec), spec)
+    return (
+        raw.select(_clean_raw("ChargePeriodStart", dt, spec).alias("__raw"))
+        .select(parsed.dt.date().alias("x_ChargeDate"))
+        .unique()
+    )
+
+
+def _all_checks() -> list[str]:
+    """Every per-row check id the 1.2 spec implies, in a fixed order: each gets one bit."""
+    out = []
+    for n, spec in _columns(LAKE_VERSION).items():
+        if spec.data_type != "String":
+            out.append(f"{n}:type")
+        if not spec.nullable:
+            out.append(f"{n}:nullability")
+        if spec.allowed_values:
+            out.append(f"{n}:allowed_values")
+    return out
+
+
+CHECK_IDS: tuple[str, ...] = tuple(_all_checks())
+_CHECK_BIT = {cid: i for i, cid in enumerate(CHECK_IDS)}
+assert len(CHECK_IDS) <= 64, "conformance checks no longer fit a 64-bit mask"
+
+
+def _bit(check_id: str, cond: pl.Expr) -> pl.Expr:
+    return pl.when(cond).then(pl.lit(1 << _CHECK_BIT[check_id], pl.UInt64)).otherwise(pl.lit(0, pl.UInt64))
+
+
+def decode_mask(mask: int | None) -> list[str]:
+    """The check ids set in one ``x_Conformance`` value (empty for a clean row)."""
+    if not mask:
+        return []
+    return [cid for cid, b in _CHECK_BIT.items() if (mask >> b) & 1]
+
+
+def flags(s: pl.Series) -> pl.Series:
+    """``x_Conformance`` masks → readable "Check:a;Check:b" strings (null when clean)."""
+    return _decode_masks(s)
+
+
+def _decode_masks(s: pl.Series) -> pl.Series:
+    """Bit masks → "Check:a;Check:b" strings (null when clean), decoded once per distinct mask."""
+    uniq = s.unique().drop_nulls()
+    uniq = uniq.filter(uniq != 0)
+    if uniq.len() == 0:
+        return pl.Series(s.name, [None] * len(s), dtype=pl.String)
+    text = [";".join(cid for cid, b in _CHECK_BIT.items() if (m >> b) & 1) for m in uniq.to_list()]
+    return s.replace_strict(uniq, pl.Series(text, dtype=pl.String), default=None, return_dtype=pl.String)
 
 
 # ------------------------------------------------------------------------------------ conformance
@@ -498,26 +583,33 @@ class ConformanceReport:
 
 
 def conformance(normalized: pl.LazyFrame, *, sample_size: int = 3) -> ConformanceReport:
-    """Count rows per check id from ``x_Conformance`` (one streaming pass) and keep a few samples."""
+    """Count rows per check from ``x_Conformance`` in one streaming pass, with a few sample rows.
+
+    Samples are the first and last row of each distinct combination of failed checks (``first`` and
+    ``last`` aggregate in constant memory, unlike ``head``), so 10^7 flagged rows cost no more than 10.
+    """
     names = normalized.collect_schema().names()
     ids = [c for c in _SAMPLE_ID_COLUMNS if c in names]
     checkable = [n for n, s in _columns(LAKE_VERSION).items() if n in names and n not in ids and (s.data_type != "String" or not s.nullable or s.allowed_values)]
     cols = ids + checkable
-    flagged = pl.col("x_Conformance").is_not_null()
-    total = normalized.select(pl.len().alias("n"), flagged.sum().alias("f"))
-    groups = normalized.filter(flagged).group_by("x_Conformance").agg(pl.len().alias("__n"), *[pl.col(c).head(sample_size) for c in cols])
-    total_df, groups_df = pl.collect_all([total, groups], engine="streaming")
-    report = ConformanceReport(int(total_df["n"][0]), {}, int(total_df["f"][0] or 0))
+    picks = [e for c in cols for e in (pl.col(c).first().alias(f"{c}\x1f0"), pl.col(c).last().alias(f"{c}\x1f1"))]
+    groups = normalized.group_by("x_Conformance").agg(pl.len().alias("__n"), *picks).collect(engine="streaming")
+    rows = int(groups["__n"].sum() or 0)
+    flagged = groups.filter(pl.col("x_Conformance").is_not_null())
+    report = ConformanceReport(rows, {}, int(flagged["__n"].sum() or 0))
     checks: dict[str, CheckResult] = {}
-    for g in groups_df.sort("__n", descending=True).iter_rows(named=True):
-        for cid in g["x_Conformance"].split(";"):
+    for g in flagged.sort("__n", descending=True).iter_rows(named=True):
+        for cid in decode_mask(g["x_Conformance"]):
             column, _, rule = cid.partition(":")
             res = checks.setdefault(cid, CheckResult(cid, column, rule, 0, []))
             res.count += g["__n"]
-            for i in range(min(sample_size - len(res.samples), len(g[ids[0]]) if ids else 0)):
-                s = {c: _jsonable(g[c][i]) for c in ids}
-                s["column"] = column
-                s["value"] = _jsonable(g[column][i]) if column in g else None
-                res.samples.append(s)
+            for i in range(2 if g["__n"] > 1 else 1):
+                if len(res.samples) >= sample_size:
+                    break
+                sample = {c: _jsonable(g[f"{c}\x1f{i}"]) for c in ids}
+                sample["column"] = column
+                sample["value"] = _jsonable(g.get(f"{column}\x1f{i}"))
+                if sample not in res.samples:
+                    res.samples.append(sample)
     report.checks = dict(sorted(checks.items()))
     return report

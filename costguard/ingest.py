@@ -6,7 +6,7 @@ of the current month, which are always re-pulled because bills are restated.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -21,15 +21,33 @@ from costguard.providers import Provider
 log = structlog.get_logger("costguard.ingest")
 
 
-def plan_days(available: set[date], stored: set[date], as_of: date, *, restate_days: int, month_to_date: bool) -> list[date]:
-    """The days to (re)pull: new ones, plus the restated tail and month-to-date."""
-    refresh = {as_of - timedelta(days=i) for i in range(restate_days)}
-    if month_to_date:
-        d = as_of.replace(day=1)
-        while d <= as_of:
-            refresh.add(d)
-            d += timedelta(days=1)
-    return sorted(d for d in available if d <= as_of and (d not in stored or d in refresh))
+def plan_days(
+    available: Mapping[date, str | None],
+    stored: Mapping[date, str | None],
+    as_of: date,
+    *,
+    restate_days: int,
+    month_to_date: bool,
+) -> list[date]:
+    """The days to (re)pull, given each day's source signature and the signature it was stored with.
+
+    - a day not stored yet: pulled;
+    - the trailing ``restate_days`` (ending at ``as_of``): always re-pulled;
+    - the current month (``month_to_date``): re-pulled unless the source proves the day unchanged,
+      i.e. it gives a signature equal to the stored one (file exports do; APIs cannot);
+    - older stored days: skipped.
+    """
+    trailing = {as_of - timedelta(days=i) for i in range(restate_days)}
+    month_start = as_of.replace(day=1)
+    out = []
+    for d, sig in available.items():
+        if d > as_of:
+            continue
+        if d not in stored or d in trailing:
+            out.append(d)
+        elif month_to_date and d >= month_start and (sig is None or stored[d] != sig):
+            out.append(d)
+    return sorted(out)
 
 
 @dataclass
@@ -87,11 +105,13 @@ def ingest_source(
         stored = lake.stored_days(provider.name)
         days = plan_days(available, stored, as_of, restate_days=restate_days, month_to_date=month_to_date)
         res.skipped_days = len([d for d in available if d <= as_of]) - len(days)
+        if len(stored) and res.skipped_days:
+            log.info("days_skipped", source=provider.name, days=res.skipped_days, reason="stored and unchanged")
         windows = contiguous_windows(days)
         progress(f"{provider.name}: {len(days)} day(s) to pull in {len(windows)} window(s), {res.skipped_days} already stored")
         for w in windows:
             check_cancel()
-            wrote = lake.write_window(provider.name, w, provider.costs(w), check_cancel=check_cancel)
+            wrote = lake.write_window(provider.name, w, provider.costs(w), signatures=available, check_cancel=check_cancel)
             for d, n in sorted(wrote.rows_by_day.items()):
                 record_day(provider.name, d, n, wrote.billing_accounts.get(d, []))
             res.rows += wrote.rows

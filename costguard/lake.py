@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -46,6 +46,7 @@ ROLLUP_KEYS = (
     "x_Tags",
 )
 ROLLUP_COLUMNS = ("x_Source", *ROLLUP_KEYS, *COST_METRICS, "x_RowCount")
+SIGNATURE = "_source_signature"
 
 
 def rollup_schema() -> dict[str, pl.DataType]:
@@ -101,17 +102,20 @@ class Lake:
             return []
         return sorted(p.name.split("=", 1)[1] for p in d.iterdir() if p.is_dir() and p.name.startswith("source="))
 
-    def stored_days(self, source: str) -> set[date]:
+    def stored_days(self, source: str) -> dict[date, str | None]:
+        """Stored days of a source → the signature of the source files they were read from."""
         d = self._source_dir("rollup", source)
         if not d.exists():
-            return set()
-        out = set()
+            return {}
+        out: dict[date, str | None] = {}
         for p in d.iterdir():
             if p.is_dir() and p.name.startswith("day="):
                 try:
-                    out.add(date.fromisoformat(p.name[4:]))
+                    day = date.fromisoformat(p.name[4:])
                 except ValueError:
                     continue
+                sig = p / SIGNATURE
+                out[day] = sig.read_text().strip() if sig.exists() else None
         return out
 
     # ---- reading ------------------------------------------------------------------------------
@@ -150,75 +154,87 @@ class Lake:
         self,
         source: str,
         window: Window,
-        frame: pl.LazyFrame,
+        parts: Iterable[pl.LazyFrame],
         *,
+        signatures: Mapping[date, str | None] | None = None,
         check_cancel: Callable[[], None] = lambda: None,
     ) -> WindowWrite:
-        """Replace exactly the days of ``window`` for ``source`` with ``frame``'s rows in that window.
+        """Replace exactly the days of ``window`` for ``source`` with the rows of ``parts``.
 
-        ``frame`` must have the columns of ``focus.lake_schema()``. Raises DataError (and changes
-        nothing) if the rows are unusable (fatal conformance failures, unreadable input).
+        Each part (a file, or a slice of a big one, with the columns of ``focus.lake_schema()``)
+        is streamed to staging on its own, so memory is bounded by the part, not the window.
+        Raises DataError (and changes nothing) if the rows are unusable.
         """
         staging = self.root / ".staging" / uuid.uuid4().hex
-        costs_dir = staging / "costs"
-        rollup_dir = staging / "rollup"
         try:
-            rows = frame.filter(
-                (pl.col("x_ChargeDate") >= window.start) & (pl.col("x_ChargeDate") < window.end)
-            )
-            try:
-                rows.sink_parquet(
-                    pl.PartitionBy(
-                        str(costs_dir),
-                        key=[pl.col("x_ChargeDate").dt.to_string("%Y-%m-%d").alias("day"),
-                             pl.col("BillingAccountId").alias("billing_account")],
-                        include_key=False,
-                    ),
-                    mkdir=True,
-                    engine="streaming",
-                )
-            except pl.exceptions.PolarsError as e:
-                raise DataError(f"cannot read the rows for {window}: {_first_line(e)}") from None
+            for i, part in enumerate(parts):
+                check_cancel()
+                rows = part.filter((pl.col("x_ChargeDate") >= window.start) & (pl.col("x_ChargeDate") < window.end))
+                try:
+                    rows.sink_parquet(
+                        pl.PartitionBy(
+                            str(staging / "parts" / f"{i:05d}"),
+                            key=[pl.col("x_ChargeDate").dt.to_string("%Y-%m-%d").alias("day"),
+                                 pl.col("BillingAccountId").alias("billing_account")],
+                            include_key=False,
+                        ),
+                        mkdir=True,
+                        engine="streaming",
+                        compression="lz4",
+                        statistics=False,
+                    )
+                except pl.exceptions.PolarsError as e:
+                    raise DataError(f"cannot read the rows for {window}: {_first_line(e)}") from None
+            costs_dir = staging / "costs"
+            for f in sorted((staging / "parts").glob("*/day=*/billing_account=*/*.parquet")):
+                part_no, day_dir, acct_dir = f.parts[-4], f.parts[-3], f.parts[-2]
+                dest = costs_dir / day_dir / acct_dir / f"part-{part_no}-{f.stem}.parquet"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, dest)
             check_cancel()
-            staged = pl.scan_parquet(str(costs_dir / "**" / "*.parquet"), hive_partitioning=False, schema=focus.lake_schema()) \
-                if costs_dir.exists() else pl.LazyFrame(schema=focus.lake_schema())
+            files = sorted(str(p) for p in costs_dir.glob("day=*/**/*.parquet"))
+            staged = pl.scan_parquet(files, hive_partitioning=False, schema=focus.lake_schema()) \
+                if files else pl.LazyFrame(schema=focus.lake_schema())
             report = focus.conformance(staged)
             fatal = report.fatal()
             if fatal:
                 detail = "; ".join(f"{c}: {report.checks[c].count} rows" for c in fatal)
                 raise DataError(f"unusable rows in {window} ({detail}); nothing was written for this window")
-            check_cancel()
-            agg = [pl.col(m).sum().alias(m) for m in COST_METRICS]
-            # ContractedCost may be null on some rows; keep null only when every row is null
-            agg[COST_METRICS.index("ContractedCost")] = (
-                pl.when(pl.col("ContractedCost").is_not_null().any()).then(pl.col("ContractedCost").sum()).alias("ContractedCost")
-            )
-            roll = (
-                staged.group_by(list(ROLLUP_KEYS))
-                .agg(*agg, pl.len().cast(pl.Int64).alias("x_RowCount"))
-                .with_columns(pl.lit(source).alias("x_Source"))
-                .select(list(ROLLUP_COLUMNS))
-                .cast(rollup_schema())
-            )
-            roll.sink_parquet(
-                pl.PartitionBy(str(rollup_dir), key=[pl.col("x_ChargeDate").dt.to_string("%Y-%m-%d").alias("day")], include_key=False),
-                mkdir=True,
-                engine="streaming",
-            )
-            counts = (
-                staged.group_by("x_ChargeDate")
-                .agg(pl.len().alias("rows"), pl.col("BillingAccountId").unique().sort().alias("accounts"))
-                .collect()
-            )
             result = WindowWrite(window, report=report)
-            for d, n, accts in counts.iter_rows():
-                result.rows_by_day[d] = int(n)
-                result.billing_accounts[d] = [a for a in accts if a is not None]
+            for day_dir in sorted(costs_dir.glob("day=*")) if costs_dir.exists() else []:
+                check_cancel()
+                d = date.fromisoformat(day_dir.name[4:])
+                roll = self._rollup_day(source, [str(p) for p in sorted(day_dir.glob("**/*.parquet"))])
+                out = staging / "rollup" / day_dir.name
+                out.mkdir(parents=True)
+                roll.write_parquet(out / "00000000.parquet")
+                sig = (signatures or {}).get(d)
+                if sig:
+                    (out / SIGNATURE).write_text(sig)
+                result.rows_by_day[d] = int(roll["x_RowCount"].sum())
+                result.billing_accounts[d] = sorted(a for a in roll["BillingAccountId"].unique().to_list() if a is not None)
             check_cancel()
             self._swap(source, window, staging)
             return result
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def _rollup_day(source: str, files: list[str]) -> pl.DataFrame:
+        agg = [pl.col(m).sum().alias(m) for m in COST_METRICS]
+        # ContractedCost may be null on some rows; keep null only when every row is null
+        agg[COST_METRICS.index("ContractedCost")] = (
+            pl.when(pl.col("ContractedCost").is_not_null().any()).then(pl.col("ContractedCost").sum()).alias("ContractedCost")
+        )
+        return (
+            pl.scan_parquet(files, hive_partitioning=False, schema=focus.lake_schema())
+            .group_by(list(ROLLUP_KEYS))
+            .agg(*agg, pl.len().cast(pl.Int64).alias("x_RowCount"))
+            .with_columns(pl.lit(source).alias("x_Source"))
+            .select(list(ROLLUP_COLUMNS))
+            .cast(rollup_schema())
+            .collect(engine="streaming")
+        )
 
     def _swap(self, source: str, window: Window, staging: Path) -> None:
         trash = self.root / ".trash" / staging.name

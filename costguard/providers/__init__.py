@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from datetime import date
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 import polars as pl
@@ -25,11 +26,13 @@ class Provider(Protocol):
 
     name: str
 
-    def available_days(self, as_of: date) -> set[date]:
-        """Days (<= as_of) this source can deliver cost rows for."""
+    def available_days(self, as_of: date) -> dict[date, str | None]:
+        """Days (<= as_of) this source can deliver, each with a signature of its source data
+        (equal signature = unchanged data) or None when the source cannot tell (APIs)."""
 
-    def costs(self, window: Window) -> pl.LazyFrame:
-        """Normalised FOCUS rows (``focus.lake_schema()``) whose ChargePeriodStart falls in ``window``."""
+    def costs(self, window: Window) -> Iterable[pl.LazyFrame]:
+        """Normalised FOCUS rows (``focus.lake_schema()``) whose ChargePeriodStart falls in
+        ``window``, as parts small enough to stream one at a time."""
 
     def inventory(self) -> pl.DataFrame | None:
         """A resource snapshot (``INVENTORY_SCHEMA``) or None when the source has none."""
