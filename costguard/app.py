@@ -128,7 +128,7 @@ class App:
         self.rules = load_rules(cfg.rules, base_dir=loaded.base_dir)
         self.owners = OwnerResolver(load_owners(loaded.resolve(cfg.owners) if cfg.owners else None))
         self.store = Store.open(loaded.state_url())
-        self.lake = Lake(loaded.resolve(cfg.state.lake))
+        self.lake = Lake(loaded.resolve(cfg.state.lake), keep_rows=cfg.ingest.keep_rows)
         self.providers = build_providers(loaded)
         self.out = out
         self.clock = clock
@@ -368,6 +368,12 @@ def query_costs(lake: Lake, by: Sequence[str], *, start: date | None, end: date 
             raise ConfigError.single("<command line>", None, "--by", f"unknown column {col!r}; use a FOCUS column name (e.g. ProviderName, ServiceName, SubAccountId), source, or tag:KEY")
     if metric not in COST_METRICS:
         raise ConfigError.single("<command line>", None, "--metric", f"must be one of {', '.join(COST_METRICS)}")
+    if not use_rollup and not lake.keep_rows:
+        raise ConfigError.single(
+            "<command line>", None, "--by",
+            "this lake keeps daily rollups only (ingest.keep_rows: false); group by rollup columns: "
+            + ", ".join(k for k in ROLLUP_KEYS if not k.startswith("x_")) + ", source or tag:KEY",
+        )
     lf = lake.rollup() if use_rollup else lake.costs()
     if start:
         lf = lf.filter(pl.col("x_ChargeDate") >= start)
@@ -381,7 +387,8 @@ def query_costs(lake: Lake, by: Sequence[str], *, start: date | None, end: date 
 
 
 def costs_query(loaded: LoadedConfig, by: Sequence[str], *, start: date | None, end: date | None, metric: str) -> pl.DataFrame:
-    return query_costs(Lake(loaded.resolve(loaded.config.state.lake)), by, start=start, end=end, metric=metric)
+    lake = Lake(loaded.resolve(loaded.config.state.lake), keep_rows=loaded.config.ingest.keep_rows)
+    return query_costs(lake, by, start=start, end=end, metric=metric)
 
 
 def list_findings(loaded: LoadedConfig, *, status: str, kind: str | None) -> list[dict]:

@@ -29,6 +29,7 @@ class IngestConfig(_Model):
     restate_days: int = Field(3, ge=0, le=62, description="trailing days re-pulled every cycle (bills are restated)")
     month_to_date: bool = Field(True, description="also re-pull every day of the current month")
     backfill_days: int = Field(90, ge=1, le=3660, description="how far back a cloud API provider pulls on first run")
+    keep_rows: bool = Field(True, description="keep a normalised copy of every row in the lake (false: daily rollups only)")
 
 
 class FocusProviderConfig(_Model):

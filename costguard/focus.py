@@ -36,7 +36,7 @@ _FATAL = frozenset(
     [f"{c}:type" for c in ("BilledCost", "EffectiveCost", "ListCost", "ChargePeriodStart", "ChargePeriodEnd", "BillingAccountId", "ProviderName")]
     + ["ChargePeriodStart:nullability"]
 )
-_SAMPLE_ID_COLUMNS = ("ProviderName", "BillingAccountId", "SubAccountId", "ChargePeriodStart", "ServiceName", "ResourceId")
+_SAMPLE_ID_COLUMNS = ("ProviderName", "BillingAccountId", "SubAccountId", "x_ChargeDate", "ServiceName", "ResourceId")
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +425,7 @@ def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
     bits: list[pl.Expr] = []
     for n in present:
         spec, r, v = specs[n], pl.col(raw_name[n]), pl.col(n)
-        if spec.data_type != "String":
+        if spec.data_type != "String" and not _lossless(present[n], spec):
             bits.append(_bit(f"{n}:type", r.is_not_null() & v.is_null()))
         if not spec.nullable:
             bits.append(_bit(f"{n}:nullability", r.is_null()))
@@ -483,6 +483,16 @@ def _all_checks() -> list[str]:
 CHECK_IDS: tuple[str, ...] = tuple(_all_checks())
 _CHECK_BIT = {cid: i for i, cid in enumerate(CHECK_IDS)}
 assert len(CHECK_IDS) <= 64, "conformance checks no longer fit a 64-bit mask"
+
+
+def _lossless(dtype: pl.DataType, spec: ColumnSpec) -> bool:
+    """True when every value of ``dtype`` converts to the spec type, so no type check is needed
+    (typed parquet: decimals, integers and datetimes). Strings, floats (NaN) and others are checked."""
+    if spec.data_type == "Decimal":
+        return isinstance(dtype, pl.Decimal) or dtype.is_integer()
+    if spec.data_type == "Date/Time":
+        return isinstance(dtype, pl.Datetime) or dtype == pl.Date
+    return False
 
 
 def _bit(check_id: str, cond: pl.Expr) -> pl.Expr:
@@ -582,18 +592,39 @@ class ConformanceReport:
         return out
 
 
-def conformance(normalized: pl.LazyFrame, *, sample_size: int = 3) -> ConformanceReport:
-    """Count rows per check from ``x_Conformance`` in one streaming pass, with a few sample rows.
+SAMPLE_KEYS = ("ProviderName", "BillingAccountId", "SubAccountId", "x_ChargeDate", "ServiceName", "ResourceId")
 
-    Samples are the first and last row of each distinct combination of failed checks (``first`` and
-    ``last`` aggregate in constant memory, unlike ``head``), so 10^7 flagged rows cost no more than 10.
-    """
-    names = normalized.collect_schema().names()
-    ids = [c for c in _SAMPLE_ID_COLUMNS if c in names]
-    checkable = [n for n, s in _columns(LAKE_VERSION).items() if n in names and n not in ids and (s.data_type != "String" or not s.nullable or s.allowed_values)]
-    cols = ids + checkable
-    picks = [e for c in cols for e in (pl.col(c).first().alias(f"{c}\x1f0"), pl.col(c).last().alias(f"{c}\x1f1"))]
-    groups = normalized.group_by("x_Conformance").agg(pl.len().alias("__n"), *picks).collect(engine="streaming")
+
+def sample_aggs(group_keys: Sequence[str]) -> list[pl.Expr]:
+    """``first()`` of every column with an allowed-values check that is not a group key: added to
+    an aggregation grouped by ``x_Conformance`` they give each flagged combination a sample value
+    at no measurable cost (unlike a second pass or ``head``)."""
+    return [pl.col(n).first() for n, sp in _columns(LAKE_VERSION).items() if sp.allowed_values and n not in group_keys]
+
+
+def groups_from_partial(partial: pl.DataFrame, count: str) -> pl.DataFrame:
+    """An aggregation grouped by (keys…, ``x_Conformance``) → rows per mask (``__n``) plus up to
+    two sample rows per mask, as columns ``<col>\x1f0`` / ``<col>\x1f1``."""
+    lake = _lake_schema()
+    cols = [c for c in partial.columns if c not in ("x_Conformance", count) and c in lake]
+    schema: dict[str, pl.DataType] = {"x_Conformance": pl.UInt64, "__n": pl.Int64}
+    for i in range(2):
+        for c in cols:
+            schema[f"{c}\x1f{i}"] = lake[c]
+    out = []
+    for (mask,), grp in partial.group_by("x_Conformance", maintain_order=True):
+        row: dict[str, Any] = {"x_Conformance": mask, "__n": int(grp[count].sum())}
+        for i in range(2):
+            j = min(i, grp.height - 1)
+            for c in cols:
+                row[f"{c}\x1f{i}"] = grp[c][j] if mask is not None else None
+        out.append(row)
+    return pl.DataFrame(out, schema=schema, orient="row") if out else pl.DataFrame(schema=schema)
+
+
+def report_from_groups(groups: pl.DataFrame, *, sample_size: int = 3) -> ConformanceReport:
+    """A :class:`ConformanceReport` from one or more :func:`groups_from_partial` frames."""
+    ids = [c for c in _SAMPLE_ID_COLUMNS if f"{c}\x1f0" in groups.columns]
     rows = int(groups["__n"].sum() or 0)
     flagged = groups.filter(pl.col("x_Conformance").is_not_null())
     report = ConformanceReport(rows, {}, int(flagged["__n"].sum() or 0))
@@ -613,3 +644,10 @@ def conformance(normalized: pl.LazyFrame, *, sample_size: int = 3) -> Conformanc
                     res.samples.append(sample)
     report.checks = dict(sorted(checks.items()))
     return report
+
+
+def conformance(normalized: pl.LazyFrame, *, sample_size: int = 3) -> ConformanceReport:
+    """Count rows per check from ``x_Conformance`` in one streaming pass, with a few sample rows."""
+    keys = [*SAMPLE_KEYS, "x_Conformance"]
+    partial = normalized.group_by(keys).agg(pl.len().alias("__rows"), *sample_aggs(keys)).collect(engine="streaming")
+    return report_from_groups(groups_from_partial(partial, "__rows"), sample_size=sample_size)

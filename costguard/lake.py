@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -47,6 +48,7 @@ ROLLUP_KEYS = (
 )
 ROLLUP_COLUMNS = ("x_Source", *ROLLUP_KEYS, *COST_METRICS, "x_RowCount")
 SIGNATURE = "_source_signature"
+PARALLEL_PARTS = 2
 
 
 def rollup_schema() -> dict[str, pl.DataType]:
@@ -81,7 +83,7 @@ def _day_dir(d: date) -> str:
 class Lake:
     """Parquet cost lake on a local (or mounted) filesystem."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, keep_rows: bool = True) -> None:
         r = str(root)
         if "://" in r:
             raise ConfigError.single(
@@ -89,6 +91,7 @@ class Lake:
                 f"object-storage lakes ({r.split('://')[0]}://) are not supported by this version; use a local or mounted path",
             )
         self.root = Path(r)
+        self.keep_rows = keep_rows
         self.root.mkdir(parents=True, exist_ok=True)
         self.recover()
 
@@ -162,79 +165,92 @@ class Lake:
         """Replace exactly the days of ``window`` for ``source`` with the rows of ``parts``.
 
         Each part (a file, or a slice of a big one, with the columns of ``focus.lake_schema()``)
-        is streamed to staging on its own, so memory is bounded by the part, not the window.
+        is processed on its own, so memory is bounded by the part, not by the window: its rows
+        are streamed to staging (when the lake keeps rows), and its partial daily rollup and
+        conformance counts are computed. Partial rollups are then combined day by day.
         Raises DataError (and changes nothing) if the rows are unusable.
         """
         staging = self.root / ".staging" / uuid.uuid4().hex
+        conf_groups: list[pl.DataFrame] = []
         try:
-            for i, part in enumerate(parts):
+            def process(i: int, part: pl.LazyFrame) -> pl.DataFrame:
                 check_cancel()
-                rows = part.filter((pl.col("x_ChargeDate") >= window.start) & (pl.col("x_ChargeDate") < window.end))
                 try:
-                    rows.sink_parquet(
-                        pl.PartitionBy(
-                            str(staging / "parts" / f"{i:05d}"),
-                            key=[pl.col("x_ChargeDate").dt.to_string("%Y-%m-%d").alias("day"),
-                                 pl.col("BillingAccountId").alias("billing_account")],
-                            include_key=False,
-                        ),
-                        mkdir=True,
-                        engine="streaming",
-                        compression="lz4",
-                        statistics=False,
-                    )
+                    return self._stage_part(source, window, staging, i, part)
                 except pl.exceptions.PolarsError as e:
                     raise DataError(f"cannot read the rows for {window}: {_first_line(e)}") from None
-            costs_dir = staging / "costs"
-            for f in sorted((staging / "parts").glob("*/day=*/billing_account=*/*.parquet")):
-                part_no, day_dir, acct_dir = f.parts[-4], f.parts[-3], f.parts[-2]
-                dest = costs_dir / day_dir / acct_dir / f"part-{part_no}-{f.stem}.parquet"
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(f, dest)
-            check_cancel()
-            files = sorted(str(p) for p in costs_dir.glob("day=*/**/*.parquet"))
-            staged = pl.scan_parquet(files, hive_partitioning=False, schema=focus.lake_schema()) \
-                if files else pl.LazyFrame(schema=focus.lake_schema())
-            report = focus.conformance(staged)
+
+            # rollup-only parts barely keep two cores busy, so two run at once; writing rows does,
+            # and a second part in flight would only add its memory
+            workers = 1 if self.keep_rows else PARALLEL_PARTS
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lake") as pool:
+                pending: list[Future[pl.DataFrame]] = []
+                for i, part in enumerate(parts):
+                    pending.append(pool.submit(process, i, part))
+                    while len(pending) >= workers:
+                        conf_groups.append(pending.pop(0).result())
+                for fut in pending:
+                    conf_groups.append(fut.result())
+            report = focus.report_from_groups(pl.concat(conf_groups, how="vertical_relaxed")) if conf_groups \
+                else focus.conformance(pl.LazyFrame(schema=focus.lake_schema()))
             fatal = report.fatal()
             if fatal:
                 detail = "; ".join(f"{c}: {report.checks[c].count} rows" for c in fatal)
                 raise DataError(f"unusable rows in {window} ({detail}); nothing was written for this window")
+            self._arrange_rows(staging)
             result = WindowWrite(window, report=report)
-            for day_dir in sorted(costs_dir.glob("day=*")) if costs_dir.exists() else []:
-                check_cancel()
-                d = date.fromisoformat(day_dir.name[4:])
-                roll = self._rollup_day(source, [str(p) for p in sorted(day_dir.glob("**/*.parquet"))])
-                out = staging / "rollup" / day_dir.name
-                out.mkdir(parents=True)
-                roll.write_parquet(out / "00000000.parquet")
-                sig = (signatures or {}).get(d)
-                if sig:
-                    (out / SIGNATURE).write_text(sig)
-                result.rows_by_day[d] = int(roll["x_RowCount"].sum())
-                result.billing_accounts[d] = sorted(a for a in roll["BillingAccountId"].unique().to_list() if a is not None)
+            partials = sorted(str(p) for p in (staging / "partials").glob("*.parquet"))
+            if partials:
+                days = pl.scan_parquet(partials).select(pl.col("x_ChargeDate").unique()).collect()["x_ChargeDate"].to_list()
+                for d in sorted(days):
+                    check_cancel()
+                    roll = _combine(pl.scan_parquet(partials).filter(pl.col("x_ChargeDate") == d))
+                    out = staging / "rollup" / _day_dir(d)
+                    out.mkdir(parents=True)
+                    roll.write_parquet(out / "00000000.parquet")
+                    sig = (signatures or {}).get(d)
+                    if sig:
+                        (out / SIGNATURE).write_text(sig)
+                    result.rows_by_day[d] = int(roll["x_RowCount"].sum())
+                    result.billing_accounts[d] = sorted(a for a in roll["BillingAccountId"].unique().to_list() if a is not None)
             check_cancel()
             self._swap(source, window, staging)
             return result
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
+    def _stage_part(self, source: str, window: Window, staging: Path, i: int, part: pl.LazyFrame) -> pl.DataFrame:
+        """One part: rows to staging (if kept), partial rollup to staging; returns its conformance groups."""
+        rows = part.filter((pl.col("x_ChargeDate") >= window.start) & (pl.col("x_ChargeDate") < window.end))
+        if self.keep_rows:
+            out = staging / "parts" / f"{i:05d}"
+            rows.sink_parquet(
+                pl.PartitionBy(
+                    str(out),
+                    key=[pl.col("x_ChargeDate").dt.to_string("%Y-%m-%d").alias("day"),
+                         pl.col("BillingAccountId").alias("billing_account")],
+                    include_key=False,
+                ),
+                mkdir=True, engine="streaming", compression="lz4", statistics=False,
+            )
+            written = sorted(str(p) for p in out.glob("**/*.parquet"))
+            rows = pl.scan_parquet(written, hive_partitioning=False, schema=focus.lake_schema()) \
+                if written else pl.LazyFrame(schema=focus.lake_schema())
+        flagged = _rollup(rows, source, by_mask=True).collect(engine="streaming")
+        partial = _combine(flagged.select(list(ROLLUP_COLUMNS)).lazy())
+        if partial.height:
+            (staging / "partials").mkdir(parents=True, exist_ok=True)
+            partial.write_parquet(staging / "partials" / f"{i:05d}.parquet")
+        return focus.groups_from_partial(flagged, "x_RowCount")
+
     @staticmethod
-    def _rollup_day(source: str, files: list[str]) -> pl.DataFrame:
-        agg = [pl.col(m).sum().alias(m) for m in COST_METRICS]
-        # ContractedCost may be null on some rows; keep null only when every row is null
-        agg[COST_METRICS.index("ContractedCost")] = (
-            pl.when(pl.col("ContractedCost").is_not_null().any()).then(pl.col("ContractedCost").sum()).alias("ContractedCost")
-        )
-        return (
-            pl.scan_parquet(files, hive_partitioning=False, schema=focus.lake_schema())
-            .group_by(list(ROLLUP_KEYS))
-            .agg(*agg, pl.len().cast(pl.Int64).alias("x_RowCount"))
-            .with_columns(pl.lit(source).alias("x_Source"))
-            .select(list(ROLLUP_COLUMNS))
-            .cast(rollup_schema())
-            .collect(engine="streaming")
-        )
+    def _arrange_rows(staging: Path) -> None:
+        """parts/<i>/day=D/billing_account=B/x.parquet → costs/day=D/billing_account=B/part-<i>-x.parquet"""
+        for f in sorted((staging / "parts").glob("*/day=*/billing_account=*/*.parquet")):
+            part_no, day_dir, acct_dir = f.parts[-4], f.parts[-3], f.parts[-2]
+            dest = staging / "costs" / day_dir / acct_dir / f"part-{part_no}-{f.stem}.parquet"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dest)
 
     def _swap(self, source: str, window: Window, staging: Path) -> None:
         trash = self.root / ".trash" / staging.name
@@ -279,6 +295,39 @@ class Lake:
         for d in (self.root / "inventory").glob("source=*/.snapshot.*.tmp"):
             d.unlink(missing_ok=True)
         return restored
+
+
+def _sums(count: pl.Expr) -> list[pl.Expr]:
+    agg = [pl.col(m).sum().alias(m) for m in COST_METRICS]
+    # ContractedCost may be null on some rows; keep null only when every row is null
+    agg[COST_METRICS.index("ContractedCost")] = (
+        pl.when(pl.col("ContractedCost").is_not_null().any()).then(pl.col("ContractedCost").sum()).alias("ContractedCost")
+    )
+    return [*agg, count.alias("x_RowCount")]
+
+
+def _rollup(rows: pl.LazyFrame, source: str, *, by_mask: bool = False) -> pl.LazyFrame:
+    """Rows → daily rollup (one part's partial); ``by_mask`` also splits by ``x_Conformance`` so the
+    same pass yields the conformance counts."""
+    keys = [*ROLLUP_KEYS, "x_Conformance"] if by_mask else list(ROLLUP_KEYS)
+    samples = focus.sample_aggs(keys) if by_mask else []
+    return (
+        rows.group_by(keys)
+        .agg(*_sums(pl.len().cast(pl.Int64)), *samples)
+        .with_columns(pl.lit(source).alias("x_Source"))
+        .cast(rollup_schema())
+    )
+
+
+def _combine(partials: pl.LazyFrame) -> pl.DataFrame:
+    """Partial rollups of one day (from several parts) → the day's rollup."""
+    return (
+        partials.group_by(["x_Source", *ROLLUP_KEYS])
+        .agg(*_sums(pl.col("x_RowCount").sum()))
+        .select(list(ROLLUP_COLUMNS))
+        .cast(rollup_schema())
+        .collect(engine="streaming")
+    )
 
 
 def _first_line(e: BaseException) -> str:
