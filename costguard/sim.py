@@ -130,65 +130,65 @@ VOLUME_TYPES = [  # type, USD per GB-month, weight, description
 # arn (service, type), usages [(usage type, unit, USD unit price, description)].
 _S = "Amazon Web Services, Inc."
 SERVICES: list[tuple] = [
-    ("ec2x", "Amazon Elastic Compute Cloud", "Compute", "Virtual Machines", 27.0, 0.060, 0.55, 2.0, 0.75, True,
+    ("ec2x", "Amazon Elastic Compute Cloud", "Compute", "Compute / Virtual Machines", 27.0, 0.060, 0.55, 2.0, 0.75, True,
      ("ec2", "natgateway"), [
          ("DataTransfer-Regional-Bytes", "GB", "0.01", "$0.01 per GB - regional data transfer - in/out/between EC2 AZs or using elastic IPs or ELB"),
          ("NatGateway-Hours", "Hours", "0.045", "$0.045 per NAT Gateway Hour"),
          ("EBS:SnapshotUsage", "GB-Mo", "0.05", "$0.05 per GB-Month of snapshot data stored - {region}"),
          ("DataTransfer-In-Bytes", "GB", "0", "$0.00 per GB - data transfer in per month - {region}")]),
-    ("elb", "Elastic Load Balancing", "Networking", "Load Balancing", 10.3, 0.017, 0.45, 1.6, 0.61, True,
+    ("elb", "Elastic Load Balancing", "Networking", "Networking / Application Networking", 10.3, 0.017, 0.45, 1.6, 0.61, True,
      ("elasticloadbalancing", "loadbalancer/app"), [
          ("LoadBalancerUsage", "Hours", "0.0225", "$0.0225 per Application LoadBalancer-hour (or partial hour)"),
          ("LCUUsage", "LCU-Hrs", "0.008", "$0.008 per used Application load balancer capacity unit-hour (or partial hour)")]),
-    ("cw", "AmazonCloudWatch", "Management and Governance", "Observability", 6.7, 0.012, 0.60, 3.0, 0.08, True,
+    ("cw", "AmazonCloudWatch", "Management and Governance", "Management and Governance / Observability", 6.7, 0.012, 0.60, 3.0, 0.08, True,
      ("logs", "log-group:/aws"), [
          ("CW:MetricMonitorUsage", "Metrics", "0.30", "$0.30 per metric-month - first 10,000 metrics - {region}"),
          ("DataProcessing-Bytes", "GB", "0.50", "$0.50 per GB custom log data ingested - {region}"),
          ("CW:Requests", "Requests", "0.00001", "$0.01 per 1,000 metrics requested using GetMetricData API - {region}")]),
-    ("vpc", "Amazon Virtual Private Cloud", "Networking", "Network Connectivity", 6.1, 0.006, 0.65, 2.5, 0.61, True,
+    ("vpc", "Amazon Virtual Private Cloud", "Networking", "Networking / Network Connectivity", 6.1, 0.006, 0.65, 2.5, 0.61, True,
      ("ec2", "vpc-endpoint"), [
          ("VpcEndpoint-Hours", "Hours", "0.01", "$0.01 per VPC Endpoint Hour"),
          ("PublicIPv4:InUseAddress", "Hrs", "0.005", "$0.005 per In-use public IPv4 address per hour")]),
-    ("ecs", "Amazon Elastic Container Service", "Compute", "Containers", 4.2, 0.005, 0.25, 1.5, 0.85, True,
+    ("ecs", "Amazon Elastic Container Service", "Compute", "Compute / Containers", 4.2, 0.005, 0.25, 1.5, 0.85, True,
      ("ecs", "service"), [
          ("Fargate-vCPU-Hours:perCPU", "hours", "0.04048", "$0.04048 per hour per vCPU for Linux/X86 - {region}"),
          ("Fargate-GB-Hours", "hours", "0.004445", "$0.004445 per GB-hours for Linux/X86 - {region}")]),
-    ("s3", "Amazon Simple Storage Service", "Storage", "Object Storage", 3.8, 0.008, 0.50, 3.0, 0.73, True,
+    ("s3", "Amazon Simple Storage Service", "Storage", "Storage / Object Storage", 3.8, 0.008, 0.50, 3.0, 0.73, True,
      ("s3", ""), [
          ("TimedStorage-ByteHrs", "GB-Mo", "0.023", "$0.023 per GB - first 50 TB / month of storage used"),
          ("Requests-Tier1", "Requests", "0.000005", "$0.005 per 1,000 PUT, COPY, POST, or LIST requests"),
          ("Requests-Tier2", "Requests", "0.0000004", "$0.0004 per 10,000 GET and all other requests")]),
-    ("sqs", "Amazon Simple Queue Service", "Application Integration", "Messaging", 1.5, 0.0003, 0.55, 2.5, 0.11, True,
+    ("sqs", "Amazon Simple Queue Service", "Integration", "Integration / Messaging", 1.5, 0.0003, 0.55, 2.5, 0.11, True,
      ("sqs", ""), [("Requests-RBP", "Requests", "0.0000004", "$0.40 per million Amazon SQS standard requests")]),
-    ("rds", "Amazon Relational Database Service", "Databases", "Relational Databases", 1.4, 0.042, 0.05, 1.0, 0.55, True,
+    ("rds", "Amazon Relational Database Service", "Databases", "Databases / Relational Databases", 1.4, 0.042, 0.05, 1.0, 0.55, True,
      ("rds", "db"), [
          ("InstanceUsage:db.r5.large", "Hrs", "0.25", "$0.25 per RDS db.r5.large Multi-AZ instance hour (or partial hour) running MySQL"),
          ("RDS:GP2-Storage", "GB-Mo", "0.115", "$0.115 per GB-month of provisioned GP2 storage running MySQL")]),
-    ("cf", "Amazon CloudFront", "Networking", "Content Delivery", 1.2, 0.003, 0.35, 2.5, 0.61, False,
+    ("cf", "Amazon CloudFront", "Networking", "Networking / Content Delivery", 1.2, 0.003, 0.35, 2.5, 0.61, False,
      ("cloudfront", "distribution"), [
          ("DataTransfer-Out-Bytes", "GB", "0.085", "$0.085 per GB - first 10 TB / month data transfer out"),
          ("Requests-Tier1", "Requests", "0.0000075", "$0.0075 per 10,000 HTTP Requests")]),
-    ("lambda", "AWS Lambda", "Compute", "Serverless Compute", 1.0, 0.002, 0.55, 2.5, 0.85, True,
+    ("lambda", "AWS Lambda", "Compute", "Compute / Serverless Compute", 1.0, 0.002, 0.55, 2.5, 0.85, True,
      ("lambda", "function"), [
          ("Lambda-GB-Second", "Lambda-GB-Second", "0.0000166667", "AWS Lambda - Total Compute - {region}"),
          ("Request", "Requests", "0.0000002", "AWS Lambda - Total Requests - {region}")]),
-    ("rosa", "Red Hat OpenShift Service on AWS", "Compute", "Containers", 0.4, 0.019, 0.02, 0.6, 0.90, True,
+    ("rosa", "Red Hat OpenShift Service on AWS", "Compute", "Compute / Containers", 0.4, 0.019, 0.02, 0.6, 0.90, True,
      ("rosa", "cluster"), [("ROSA-4vCPU-Hour", "vCPU-Hours", "0.171", "$0.171 per 4vCPU-hour for ROSA worker nodes")]),
-    ("kms", "AWS Key Management Service", "Security", "Key Management", 1.2, 0.001, 0.60, 2.0, 0.0, True,
+    ("kms", "AWS Key Management Service", "Security", "Security / Other (Security)", 1.2, 0.001, 0.60, 2.0, 0.0, True,
      ("kms", "key"), [("KMS-Requests", "Requests", "0.000003", "$0.03 per 10,000 requests - {region}")]),
-    ("config", "AWS Config", "Management and Governance", "Compliance", 0.8, 0.0015, 0.40, 1.5, 0.076, True,
+    ("config", "AWS Config", "Management and Governance", "Management and Governance / Compliance", 0.8, 0.0015, 0.40, 1.5, 0.076, True,
      ("config", "config-rule"), [("ConfigurationItemRecorded", "ConfigurationItem", "0.003", "$0.003 per Configuration Item recorded in {region}")]),
-    ("ddb", "Amazon DynamoDB", "Databases", "NoSQL Databases", 0.8, 0.003, 0.40, 2.0, 0.55, True,
+    ("ddb", "Amazon DynamoDB", "Databases", "Databases / NoSQL Databases", 0.8, 0.003, 0.40, 2.0, 0.55, True,
      ("dynamodb", "table"), [("ReadRequestUnits", "ReadRequestUnits", "0.00000025", "$0.25 per million read request units (US East (N. Virginia))")]),
-    ("r53", "Amazon Route 53", "Networking", "Network Connectivity", 0.8, 0.0005, 0.30, 1.5, 0.30, False,
+    ("r53", "Amazon Route 53", "Networking", "Networking / Network Connectivity", 0.8, 0.0005, 0.30, 1.5, 0.30, False,
      ("route53", "hostedzone"), [("DNS-Queries", "Queries", "0.0000004", "$0.40 per 1,000,000 queries for the first 1 Billion queries")]),
-    ("trail", "AWS CloudTrail", "Management and Governance", "Observability", 0.5, 0.0005, 0.50, 2.0, 0.076, True,
+    ("trail", "AWS CloudTrail", "Management and Governance", "Management and Governance / Observability", 0.5, 0.0005, 0.50, 2.0, 0.076, True,
      ("cloudtrail", "trail"), [("PaidEventsRecorded", "Events", "0.000002", "$0.00002 per paid event recorded in {region}")]),
-    ("gd", "Amazon GuardDuty", "Security", "Threat Detection", 0.4, 0.0008, 0.20, 1.5, 0.0, True,
+    ("gd", "Amazon GuardDuty", "Security", "Security / Threat Detection and Response", 0.4, 0.0008, 0.20, 1.5, 0.0, True,
      ("guardduty", "detector"), [("PaidEventsAnalyzed", "Events", "0.000004", "Amazon GuardDuty - CloudTrail management events analyzed")]),
-    ("sm", "AWS Secrets Manager", "Security", "Secret Management", 0.4, 0.0003, 0.30, 1.2, 0.0, True,
+    ("sm", "AWS Secrets Manager", "Security", "Security / Secret Management", 0.4, 0.0003, 0.30, 1.2, 0.0, True,
      ("secretsmanager", "secret"), [("AWSSecretsManager-Secrets", "Secrets", "0.40", "$0.40 per secret per month")]),
-    ("sns", "Amazon Simple Notification Service", "Application Integration", "Messaging", 0.5, 0.0002, 0.65, 2.0, 0.11, True,
+    ("sns", "Amazon Simple Notification Service", "Integration", "Integration / Messaging", 0.5, 0.0002, 0.65, 2.0, 0.11, True,
      ("sns", ""), [("Requests-Tier1", "Requests", "0.0000005", "$0.50 per 1 million Amazon SNS API Requests")]),
 ]
 
@@ -472,7 +472,7 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
             "kind": "instance", "RegionId": region, "RegionName": reg_names[region],
             "AvailabilityZone": az if rng.random() < 0.35 else None,
             "ServiceName": "Amazon Elastic Compute Cloud", "ServiceCategory": "Compute",
-            "ServiceSubcategory": "Virtual Machines", "ResourceId": rid,
+            "ServiceSubcategory": "Compute / Virtual Machines", "ResourceId": rid,
             "ResourceName": name if rng.random() < 0.2 else None,
             "ResourceType": "instance" if rng.random() < 0.4 else None,
             "ChargeDescription": f"${_price_str(pr)} per On Demand Linux {t['instance_type']} Instance Hour",
@@ -552,7 +552,7 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
             row = {
                 "kind": "instance", "RegionId": "us-east-1", "RegionName": reg_names["us-east-1"],
                 "ServiceName": "Amazon Elastic Compute Cloud", "ServiceCategory": "Compute",
-                "ServiceSubcategory": "Virtual Machines", "ResourceId": rid, "ResourceType": "instance",
+                "ServiceSubcategory": "Compute / Virtual Machines", "ResourceId": rid, "ResourceType": "instance",
                 "ChargeDescription": f"${_price_str(inst_price(g5, 'us-east-1'))} per On Demand Linux {g5['instance_type']} Instance Hour",
                 "SkuMeter": f"BoxUsage:{g5['instance_type']}", "ConsumedUnit": "Hours", "PricingUnit": "Hours",
                 "SkuId": _sku("ec2", g5["instance_type"], "us-east-1"),
@@ -588,7 +588,7 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
         row = {
             "kind": "volume", "RegionId": region, "RegionName": reg_names[region],
             "ServiceName": "Amazon Elastic Compute Cloud", "ServiceCategory": "Storage",
-            "ServiceSubcategory": "Block Storage", "ResourceId": rid,
+            "ServiceSubcategory": "Storage / Block Storage", "ResourceId": rid,
             "ResourceType": "volume" if rng.random() < 0.4 else None,
             "ChargeDescription": f"${_price_str(_units(gbm))} per GB-month of {vt[3]} - {reg_names[region]}",
             "SkuMeter": f"EBS:VolumeUsage.{vt[0]}", "ConsumedUnit": "GB-Mo", "PricingUnit": "GB-Mo",
@@ -681,14 +681,14 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
         for cat_k, lst, desc in ((3, credit_idx, "AWS Promotional Credit"), (4, adjust_idx, "Enterprise Discount Program adjustment")):
             row = {"kind": "credit", "RegionId": None, "RegionName": None,
                    "ServiceName": "Amazon Elastic Compute Cloud", "ServiceCategory": "Compute",
-                   "ServiceSubcategory": "Virtual Machines", "ResourceId": None, "ChargeDescription": desc,
+                   "ServiceSubcategory": "Compute / Virtual Machines", "ResourceId": None, "ChargeDescription": desc,
                    "SkuMeter": None, "ConsumedUnit": None, "PricingUnit": None, "SkuId": None, "SkuPriceId": None}
             lst.append(add(row, cat_k, 0, a, (None, False, False)))
     purchase_idx = None
     if sp_hourly > 0:
         row = {"kind": "purchase", "RegionId": None, "RegionName": None,
                "ServiceName": "Savings Plans for AWS Compute usage", "ServiceCategory": "Compute",
-               "ServiceSubcategory": "Virtual Machines", "ResourceId": sp_id,
+               "ServiceSubcategory": "Compute / Virtual Machines", "ResourceId": sp_id,
                "ChargeDescription": "Savings Plan recurring fee (1 year, No Upfront, Compute)",
                "SkuMeter": "ComputeSP:1yrNoUpfront", "ConsumedUnit": None, "PricingUnit": None,
                "SkuId": _sku("sp", payer_id), "SkuPriceId": None}
