@@ -1,6 +1,6 @@
 """The aggregations costguard's cycle computes, hand-written in DuckDB over the same parquet files.
 
-    python bench/duckdb_baseline.py --data bench/data/10m [--as-of YYYY-MM-DD] [--out DIR] [--threads N]
+    python bench/duckdb_baseline.py --data bench/data/10m [--as-of YYYY-MM-DD] [--out DIR] [--threads N] [--lake DIR]
 
 1. daily rollup: (charge date, provider, billing account, sub account, service, region, resource,
    charge category, currency, normalised tags) -> sums of BilledCost, EffectiveCost, ListCost,
@@ -9,7 +9,10 @@
 2. tag coverage: EffectiveCost share of Usage rows whose tags carry key "application", over the 30
    days ending at --as-of;
 3. per-account totals (provider, sub account) over the whole data;
-4. month-to-date budget actual: BilledCost from the first of --as-of's month to --as-of.
+4. month-to-date budget actual: BilledCost from the first of --as-of's month to --as-of;
+5. (only with --lake DIR) a copy of every row plus its charge day, written as parquet partitioned
+   by day (``day=YYYY-MM-DD/``), lz4 by default: the like-for-like reference for costguard's
+   ``ingest.keep_rows: true`` lake.
 
 Prints one JSON object (timings and results, amounts as decimal strings). --as-of defaults to the
 last complete day in the data set's expected.json (the day before the partial day).
@@ -31,7 +34,7 @@ TAG_KEY = "application"
 
 
 def run(data: Path, as_of: date | None = None, out: Path | None = None, threads: int | None = None,
-        memory_limit: str | None = None) -> dict:
+        memory_limit: str | None = None, lake: Path | None = None, lake_compression: str = "lz4") -> dict:
     data = Path(data)
     if as_of is None:
         exp = json.loads((data / "expected.json").read_text())
@@ -115,6 +118,20 @@ def run(data: Path, as_of: date | None = None, out: Path | None = None, threads:
         WHERE charge_date BETWEEN DATE '{as_of.replace(day=1)}' AND DATE '{as_of}'
     """).fetchone()[0]
     t["mtd_s"] = time.perf_counter() - s
+
+    # 5. row-level lake copy (the keep_rows reference): every row of the days up to as_of plus its day
+    lake_rows = None
+    if lake is not None:
+        s = time.perf_counter()
+        lake = Path(lake)
+        lake.mkdir(parents=True, exist_ok=True)
+        con.execute(f"""
+            COPY (SELECT *, CAST(ChargePeriodStart AS DATE) AS day FROM src
+                  WHERE CAST(ChargePeriodStart AS DATE) <= DATE '{as_of}')
+            TO '{lake}' (FORMAT parquet, PARTITION_BY (day), COMPRESSION {lake_compression}, OVERWRITE_OR_IGNORE)
+        """)
+        t["lake_copy_s"] = time.perf_counter() - s
+        lake_rows = con.execute(f"SELECT count(*) FROM read_parquet('{lake}/**/*.parquet')").fetchone()[0]
     t["total_s"] = time.perf_counter() - t0
     con.close()
     if tmp is not None:
@@ -123,6 +140,7 @@ def run(data: Path, as_of: date | None = None, out: Path | None = None, threads:
         "engine": f"duckdb {duckdb.__version__}",
         "as_of": as_of.isoformat(),
         "rollup_rows": rollup_rows,
+        "lake_rows": lake_rows,
         "timings": {k: round(v, 3) for k, v in t.items()},
         "billed_cost_by_provider": {p: str(v) for p, v in by_provider},
         "billed_cost_by_day": {d.isoformat(): str(v) for d, v in by_day},
@@ -142,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="where to write rollup.parquet (default: temp dir)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--memory-limit", default=None)
+    ap.add_argument("--lake", type=Path, default=None, help="also write every row (plus a day column) here, partitioned by day")
+    ap.add_argument("--lake-compression", default="lz4", choices=["lz4", "zstd", "snappy"])
     a = ap.parse_args(argv)
-    res = run(a.data, date.fromisoformat(a.as_of) if a.as_of else None, a.out, a.threads, a.memory_limit)
+    res = run(a.data, date.fromisoformat(a.as_of) if a.as_of else None, a.out, a.threads, a.memory_limit,
+              a.lake, a.lake_compression)
     json.dump(res, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0

@@ -1,20 +1,31 @@
-"""Cycle benchmark: costguard's real cycle vs a hand-written DuckDB baseline, each in a child process.
+"""Cycle benchmark: costguard's real cycle vs hand-written DuckDB, each contender in a child process.
 
     python bench/run_cycle.py --data bench/data/10m --tier 10m [--incremental] [--serve]
 
 Each contender runs as a fresh child process; wall time is measured around it and peak RSS is the
-child's own ``ru_maxrss`` from ``os.wait4``. Contenders:
+child's own ``ru_maxrss`` from ``os.wait4``. The 1-minute load average is recorded before and after
+each measurement (the machine has 2 cores; a concurrent job skews the numbers). Contenders:
 
-* ``duckdb``: ``bench/duckdb_baseline.py`` (rollup + tag coverage + account totals + MTD actual);
+* ``duckdb``: ``bench/duckdb_baseline.py`` (rollup + tag coverage + account totals + MTD actual).
+  THE baseline of the "within 1.5x" target;
+* ``duckdb+lake``: the same plus a copy of every row (with a day column) written as parquet
+  partitioned by day, lz4: the like-for-like reference for costguard's ``keep_rows: true`` lake;
 * ``costguard``: ``costguard run --once -c <generated config> --as-of <last complete day> --dry-run``
-  with state and lake in a temp dir, one ``type: focus`` provider over the generated parquet, and
-  the repo's ``rules/`` pack. Reported as "not runnable" if the CLI cannot be started.
+  with state and lake in a temp dir, one ``type: focus`` provider over the generated parquet, the
+  repo's ``rules/`` pack and the default config (``ingest.keep_rows: true``);
+* ``costguard-rollup-only``: the same with ``ingest: {keep_rows: false}`` (daily rollups only).
 
-``--incremental``: generate (or reuse) a 61-day data set, run one cycle over the first 60 days to
-fill the lake, then expose day 61 and time that cycle. ``--serve``: start ``costguard serve``, poll
-``/readyz`` until it answers 200 (bounded), read VmRSS from /proc, send SIGTERM.
+After each costguard contender, ``costguard costs --by ProviderName --metric BilledCost --format json``
+is compared with ``expected.json`` (exact generator totals of the days up to ``--as-of``) to the cent:
+``reconciles: true/false``. ``--dry-run`` still ingests into the lake; only findings are not stored.
 
-Prints a table and writes ``bench/results/<tier>.json``.
+``--incremental``: generate (or reuse) a 62-day data set with ``--incremental-rows`` rows per 30 days
+(default 10M, the 10m tier's daily volume), fill a lake with the first 60 complete days, then expose
+day 61 and time that cycle; once per lake mode. ``--serve``: ``costguard serve`` idle VmRSS, (a) on a
+lake already filled by a ``costguard run --once`` just before (no startup cycle), (b) on an empty lake,
+so serve runs the full cycle at start: wait until ``/healthz`` shows it finished, then sample.
+
+Prints a table and writes ``bench/results/<tier>.json`` (or ``--results DIR``).
 """
 
 from __future__ import annotations
@@ -23,24 +34,31 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
-from datetime import date, timedelta
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
+MODES = {"costguard": True, "costguard-rollup-only": False}  # contender -> ingest.keep_rows
+CONTENDERS = ("duckdb", "duckdb+lake", *MODES)
+CENT = Decimal("0.01")
+
+
+def load1() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def costguard_cmd() -> list[str] | None:
     exe = Path(PY).with_name("costguard")
-    cands = ([str(exe)] if exe.exists() else []) + [PY, "-m", "costguard"]
     for cmd in ([str(exe)] if exe.exists() else [], [PY, "-m", "costguard"]):
         if not cmd:
             continue
@@ -50,14 +68,14 @@ def costguard_cmd() -> list[str] | None:
             continue
         if r.returncode == 0:
             return cmd
-    del cands
     return None
 
 
 def measure(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, timeout: float = 3600) -> dict:
-    """Run ``cmd`` as a child; wall seconds, the child's peak RSS (MB), exit code and output tails."""
+    """Run ``cmd`` as a child; wall seconds, the child's peak RSS (MB), exit code, output, load average."""
     out = tempfile.TemporaryFile()
     err = tempfile.TemporaryFile()
+    load_before = load1()
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
     deadline = t0 + timeout
@@ -76,16 +94,17 @@ def measure(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
     err.seek(0)
     so, se = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     return {"wall_s": round(wall, 3), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "rc": p.returncode,
-            "stdout": so, "stderr_tail": se[-2000:]}
+            "load1_before": load_before, "load1_after": load1(), "stdout": so, "stderr_tail": se[-2000:]}
 
 
-def write_config(folder: Path, data_glob: str, inventory: Path | None, port: int = 0) -> Path:
+def write_config(folder: Path, data_glob: str, inventory: Path | None, port: int = 0, keep_rows: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     inv = f", inventory: {json.dumps(str(inventory))}" if inventory and inventory.exists() else ""
     cfg = folder / "costguard.yaml"
     cfg.write_text(
         "state:\n  url: sqlite:///state.db\n  lake: lake\n"
-        f"providers:\n  - {{name: sim, type: focus, paths: [{json.dumps(data_glob)}]{inv}}}\n"
+        + ("" if keep_rows else "ingest: {keep_rows: false}\n")
+        + f"providers:\n  - {{name: sim, type: focus, paths: [{json.dumps(data_glob)}]{inv}}}\n"
         f"rules: [{json.dumps(str(REPO / 'rules'))}]\n"
         f"server: {{host: 127.0.0.1, port: {port}}}\n"
     )
@@ -96,13 +115,41 @@ def last_complete_day(data: Path) -> date:
     return date.fromisoformat(json.loads((data / "expected.json").read_text())["last_complete_day"])
 
 
-def run_duckdb(data: Path, as_of: date) -> dict:
+def expected_by_provider(exp: dict, through: date) -> dict[str, Decimal]:
+    """Exact generator BilledCost per provider over the days up to ``through`` (the lake's days)."""
+    out: dict[str, Decimal] = {}
+    for prov, days in exp["totals"]["billed_cost_by_provider_day"].items():
+        out[prov] = sum((Decimal(v) for d, v in days.items() if date.fromisoformat(d) <= through), Decimal(0))
+    return out
+
+
+def reconcile(cmd: list[str], cfg: Path, exp: dict, through: date) -> dict:
+    """``costguard costs --by ProviderName --format json`` vs the generator's exact totals, to the cent."""
+    r = subprocess.run([*cmd, "costs", "-c", str(cfg), "--by", "ProviderName", "--metric", "BilledCost",
+                        "--format", "json"], capture_output=True, text=True, cwd=cfg.parent, timeout=900)
+    if r.returncode:
+        return {"reconciles": False, "error": f"costs rc={r.returncode}: {r.stderr[-500:]}"}
+    rows = json.loads(r.stdout, parse_float=Decimal)
+    got = {row["ProviderName"]: Decimal(str(row["BilledCost"])) for row in rows}
+    want = expected_by_provider(exp, through)
+    ok = got.keys() == want.keys() and all(got[k].quantize(CENT) == want[k].quantize(CENT) for k in want)
+    return {"reconciles": ok, "costs_json": {k: str(v) for k, v in got.items()},
+            "expected": {k: str(v) for k, v in want.items()}}
+
+
+def _keep(r: dict) -> dict:
+    return {k: r[k] for k in ("wall_s", "peak_rss_mb", "rc", "load1_before", "load1_after")}
+
+
+def run_duckdb(data: Path, as_of: date, lake: Path | None = None) -> dict:
+    name = "duckdb+lake" if lake else "duckdb"
     try:
         import duckdb  # noqa: F401
     except ImportError:
-        return {"contender": "duckdb", "status": "duckdb not installed"}
-    r = measure([PY, str(REPO / "bench" / "duckdb_baseline.py"), "--data", str(data), "--as-of", as_of.isoformat()])
-    res = {"contender": "duckdb", "status": "ok" if r["rc"] == 0 else f"failed rc={r['rc']}", **{k: r[k] for k in ("wall_s", "peak_rss_mb", "rc")}}
+        return {"contender": name, "status": "duckdb not installed"}
+    extra = ["--lake", str(lake)] if lake else []
+    r = measure([PY, str(REPO / "bench" / "duckdb_baseline.py"), "--data", str(data), "--as-of", as_of.isoformat(), *extra])
+    res = {"contender": name, "status": "ok" if r["rc"] == 0 else f"failed rc={r['rc']}", **_keep(r)}
     if r["rc"] == 0:
         res["result"] = json.loads(r["stdout"])
     else:
@@ -110,61 +157,124 @@ def run_duckdb(data: Path, as_of: date) -> dict:
     return res
 
 
-def run_costguard(cmd: list[str] | None, data_glob: str, inventory: Path | None, as_of: date, workdir: Path) -> dict:
+def run_costguard(cmd: list[str] | None, data_glob: str, inventory: Path | None, as_of: date, workdir: Path, *,
+                  keep_rows: bool = True, name: str | None = None, expected: dict | None = None) -> dict:
+    name = name or ("costguard" if keep_rows else "costguard-rollup-only")
     if cmd is None:
-        return {"contender": "costguard", "status": "costguard: not runnable yet"}
-    cfg = write_config(workdir, data_glob, inventory)
+        return {"contender": name, "status": "costguard: not runnable yet"}
+    cfg = write_config(workdir, data_glob, inventory, keep_rows=keep_rows)
     r = measure([*cmd, "run", "--once", "-c", str(cfg), "--as-of", as_of.isoformat(), "--dry-run"], cwd=workdir)
-    ok = r["rc"] in (0,)
-    res = {"contender": "costguard", "status": "ok" if ok else f"failed rc={r['rc']}",
-           **{k: r[k] for k in ("wall_s", "peak_rss_mb", "rc")}, "stdout_tail": r["stdout"][-1500:]}
+    ok = r["rc"] == 0
+    res = {"contender": name, "keep_rows": keep_rows, "status": "ok" if ok else f"failed rc={r['rc']}", **_keep(r),
+           "stdout_tail": r["stdout"][-1500:]}
     if not ok:
         res["stderr_tail"] = r["stderr_tail"]
+    elif expected is not None:
+        res.update(reconcile(cmd, cfg, expected, as_of))
+    lake = workdir / "lake"
+    if lake.exists():
+        res["lake_mb"] = round(sum(f.stat().st_size for f in lake.rglob("*") if f.is_file()) / 2**20, 1)
     return res
 
 
-def serve_idle_rss(cmd: list[str], data_glob: str, inventory: Path | None, workdir: Path, timeout: float = 120) -> dict:
+# --- serve ------------------------------------------------------------------------------------------
+
+def _get_json(url: str) -> tuple[int, dict | None]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except (OSError, ValueError):
+        return 0, None
+
+
+def _proc_kb(pid: int, key: str) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cfg = write_config(workdir, data_glob, inventory, port)
+        return s.getsockname()[1]
+
+
+def serve_idle_rss(cmd: list[str], data_glob: str, inventory: Path | None, workdir: Path, *, prefill: bool,
+                   keep_rows: bool = True, timeout: float = 120, cycle_timeout: float = 1800,
+                   samples: int = 5, sample_s: float = 5.0) -> dict:
+    """Start ``costguard serve``; wait for /readyz (and, without prefill, for the startup cycle to
+    finish per /healthz last_run); then sample VmRSS ``samples`` times over ``sample_s`` seconds."""
+    port = _free_port()
+    cfg = write_config(workdir, data_glob, inventory, port, keep_rows=keep_rows)
+    res: dict = {"prefilled": prefill, "keep_rows": keep_rows}
+    if prefill:  # a recent successful run: serve's startup catch-up cycle is not due
+        pre = measure([*cmd, "run", "--once", "-c", str(cfg)], cwd=workdir)
+        res["prefill_run"] = {**_keep(pre)}
+        if pre["rc"]:
+            return {**res, "status": "prefill run failed", "stderr_tail": pre["stderr_tail"]}
     log = open(workdir / "serve.log", "wb")
+    res["load1_before"] = load1()
     p = subprocess.Popen([*cmd, "serve", "-c", str(cfg)], cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
     t0 = time.perf_counter()
     ready = False
     try:
         while time.perf_counter() - t0 < timeout and p.poll() is None:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-                    if resp.status == 200:
-                        ready = True
-                        break
-            except OSError:
-                pass
+            if _get_json(base + "/readyz")[0] == 200:
+                ready = True
+                break
             time.sleep(0.25)
-        ready_s = time.perf_counter() - t0
-        time.sleep(2 if ready else 0)
-        rss = None
-        if p.poll() is None:
-            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    rss = int(line.split()[1]) / 1024
+        res["ready"], res["ready_after_s"] = ready, round(time.perf_counter() - t0, 2)
+        if ready and not prefill:  # wait for the startup cycle to be recorded as finished
+            finished = None
+            while time.perf_counter() - t0 < cycle_timeout and p.poll() is None:
+                _, h = _get_json(base + "/healthz")
+                lr = (h or {}).get("last_run") or {}
+                if lr.get("finished_at"):
+                    finished = lr
+                    break
+                time.sleep(0.5)
+            res["startup_cycle"] = {"finished_after_s": round(time.perf_counter() - t0, 1),
+                                    **{k: finished.get(k) for k in ("status", "started_at", "finished_at")}} if finished else None
+        rss = []
+        if ready:
+            for _ in range(samples):
+                time.sleep(sample_s / samples)
+                v = _proc_kb(p.pid, "VmRSS")
+                if v is not None:
+                    rss.append(round(v, 1))
+            res["vm_hwm_mb"] = round(_proc_kb(p.pid, "VmHWM") or 0, 1)
+            _, h = _get_json(base + "/healthz")
+            res["healthz_last_run"] = (h or {}).get("last_run")
+        res["rss_samples_mb"] = rss
+        res["idle_rss_mb"] = rss[-1] if rss else None
+        res["load1_after"] = load1()
     finally:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
             try:
-                p.wait(30)
+                p.wait(60)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
         log.close()
-    return {"ready": ready, "ready_after_s": round(ready_s, 2), "idle_rss_mb": round(rss, 1) if rss else None,
-            "exit_code_after_sigterm": p.returncode,
-            "log_tail": (workdir / "serve.log").read_text(errors="replace")[-800:] if not ready else ""}
+    res["exit_code_after_sigterm"] = p.returncode
+    res["status"] = "ok" if ready and res["idle_rss_mb"] else "failed"
+    if res["status"] != "ok":
+        res["log_tail"] = (workdir / "serve.log").read_text(errors="replace")[-1500:]
+    return res
 
 
-def incremental(cmd: list[str] | None, rows_per_30d: int, workdir: Path, seed: int) -> dict:
-    """Lake holding 60 days, then one new day: time of that cycle."""
+# --- incremental ------------------------------------------------------------------------------------
+
+def incremental(cmd: list[str] | None, rows_per_30d: int, workdir: Path, seed: int, modes: dict[str, bool]) -> dict:
+    """Per lake mode: a lake holding 60 days, then one new day; the time of that cycle."""
     if cmd is None:
         return {"status": "costguard: not runnable yet"}
     data = REPO / "bench" / "data" / f"incr-{rows_per_30d}"
@@ -175,23 +285,32 @@ def incremental(cmd: list[str] | None, rows_per_30d: int, workdir: Path, seed: i
             return {"status": "generate failed", "stderr_tail": g["stderr_tail"]}
     exp = json.loads((data / "expected.json").read_text())
     days = sorted(exp["totals"]["rows_by_day"])[:61]  # 61 complete days
-    stage = workdir / "exports"
-    for d in days[:60]:
-        src = next((data / "focus" / "data").glob(f"*/day={d}"))
-        dst = stage / src.parent.name / src.name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(src, dst)
-    glob = str(stage / "**" / "*.parquet")
-    first = run_costguard(cmd, glob, None, date.fromisoformat(days[59]), workdir)
-    src = next((data / "focus" / "data").glob(f"*/day={days[60]}"))
-    (stage / src.parent.name).mkdir(parents=True, exist_ok=True)
-    os.symlink(src, stage / src.parent.name / src.name)
-    second = run_costguard(cmd, glob, None, date.fromisoformat(days[60]), workdir)
-    return {"data": str(data), "rows_total": exp["rows"], "new_day": days[60],
-            "new_day_rows": exp["totals"]["rows_by_day"][days[60]],
-            "fill_60_days": {k: first.get(k) for k in ("status", "wall_s", "peak_rss_mb")},
-            "one_new_day": {k: second.get(k) for k in ("status", "wall_s", "peak_rss_mb")},
-            **({"stderr_tail": second.get("stderr_tail")} if second.get("status") != "ok" else {})}
+    out = {"data": str(data), "rows_total": exp["rows"], "new_day": days[60],
+           "new_day_rows": exp["totals"]["rows_by_day"][days[60]], "modes": {}}
+    for name, keep in modes.items():
+        wd = workdir / name
+        stage = wd / "exports"
+        for d in days[:60]:
+            src = next((data / "focus" / "data").glob(f"*/day={d}"))
+            dst = stage / src.parent.name / src.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(src, dst)
+        glob = str(stage / "**" / "*.parquet")
+        first = run_costguard(cmd, glob, None, date.fromisoformat(days[59]), wd, keep_rows=keep, name=name)
+        src = next((data / "focus" / "data").glob(f"*/day={days[60]}"))
+        (stage / src.parent.name).mkdir(parents=True, exist_ok=True)
+        os.symlink(src, stage / src.parent.name / src.name)
+        second = run_costguard(cmd, glob, None, date.fromisoformat(days[60]), wd, keep_rows=keep, name=name,
+                               expected=exp)
+        keys = ("status", "wall_s", "peak_rss_mb", "load1_before", "load1_after")
+        m = {"fill_60_days": {k: first.get(k) for k in keys},
+             "one_new_day": {k: second.get(k) for k in (*keys, "reconciles")}}
+        tail = second.get("stdout_tail", "")
+        m["one_new_day"]["pulled"] = next((ln.strip() for ln in tail.splitlines() if "day(s) to pull" in ln), None)
+        if second.get("status") != "ok":
+            m["stderr_tail"] = second.get("stderr_tail")
+        out["modes"][name] = m
+    return out
 
 
 def machine() -> dict:
@@ -203,69 +322,106 @@ def machine() -> dict:
         except md.PackageNotFoundError:
             return None
 
-    mem = next((l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")), "0")
-    return {"nproc": os.cpu_count(), "mem_total_gb": round(int(mem) / 2**20, 1), "python": platform.python_version(),
-            "polars": ver("polars"), "duckdb": ver("duckdb"), "numpy": ver("numpy"), "platform": platform.platform()}
+    mem = next((ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")), "0")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    return {"nproc": os.cpu_count(), "cpu": cpu, "mem_total_gb": round(int(mem) / 2**20, 1),
+            "python": platform.python_version(), "polars": ver("polars"), "duckdb": ver("duckdb"),
+            "numpy": ver("numpy"), "platform": platform.platform()}
+
+
+def _ratio(a: dict | None, b: dict | None) -> dict | None:
+    if not a or not b or a.get("status") != "ok" or b.get("status") != "ok":
+        return None
+    return {"wall": round(a["wall_s"] / b["wall_s"], 2), "peak_rss": round(a["peak_rss_mb"] / b["peak_rss_mb"], 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder written by bench/generate.py")
     ap.add_argument("--tier", default=None, help="name for bench/results/<tier>.json (default: data folder name)")
+    ap.add_argument("--results", type=Path, default=REPO / "bench" / "results", help="where <tier>.json goes")
     ap.add_argument("--incremental", action="store_true")
-    ap.add_argument("--incremental-rows", type=int, default=1_000_000, help="rows per 30 days for the 61-day set")
+    ap.add_argument("--incremental-rows", type=int, default=10_000_000,
+                    help="rows per 30 days for the 62-day set (default: the 10m tier's daily volume)")
     ap.add_argument("--serve", action="store_true")
-    ap.add_argument("--skip", action="append", default=[], choices=["duckdb", "costguard"])
+    ap.add_argument("--skip", action="append", default=[], choices=CONTENDERS)
     a = ap.parse_args(argv)
     data = a.data.resolve()
     tier = a.tier or data.name
     as_of = last_complete_day(data)
+    exp = json.loads((data / "expected.json").read_text())
     rows = json.loads((data / "manifest.json").read_text())["rows"]
     cmd = costguard_cmd()
     glob = str(data / "focus" / "data" / "**" / "*.parquet")
+    inv = data / "inventory.parquet"
+    modes = {n: k for n, k in MODES.items() if n not in a.skip}
     results: dict = {"tier": tier, "rows": rows, "as_of": as_of.isoformat(), "machine": machine(), "contenders": []}
-    with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cg-bench-", dir=os.environ.get("CG_BENCH_TMP")) as tmp:
         tmpd = Path(tmp)
         if "duckdb" not in a.skip:
             results["contenders"].append(run_duckdb(data, as_of))
-        if "costguard" not in a.skip:
-            results["contenders"].append(run_costguard(cmd, glob, data / "inventory.parquet", as_of, tmpd / "cycle"))
+        if "duckdb+lake" not in a.skip:
+            results["contenders"].append(run_duckdb(data, as_of, lake=tmpd / "duckdb-lake"))
+            lake = tmpd / "duckdb-lake"
+            if lake.exists():
+                results["contenders"][-1]["lake_mb"] = round(
+                    sum(f.stat().st_size for f in lake.rglob("*") if f.is_file()) / 2**20, 1)
+        for name, keep in modes.items():
+            results["contenders"].append(run_costguard(cmd, glob, inv, as_of, tmpd / name, keep_rows=keep, name=name,
+                                                       expected=exp))
         if a.incremental:
-            results["incremental"] = incremental(cmd, a.incremental_rows, tmpd / "incr", 42)
+            results["incremental"] = incremental(cmd, a.incremental_rows, tmpd / "incr", 42, modes)
         if a.serve:
-            results["serve"] = serve_idle_rss(cmd, glob, data / "inventory.parquet", tmpd / "serve") if cmd else {"status": "costguard: not runnable yet"}
+            if cmd is None:
+                results["serve"] = {"status": "costguard: not runnable yet"}
+            else:
+                results["serve"] = {
+                    "prefilled": serve_idle_rss(cmd, glob, inv, tmpd / "serve-prefilled", prefill=True),
+                    "after_startup_cycle": serve_idle_rss(cmd, glob, inv, tmpd / "serve-cold", prefill=False,
+                                                          samples=6, sample_s=15.0),
+                }
 
-    print(f"{'contender':<12}{'rows':>12}{'wall s':>10}{'rows/s':>14}{'peak RSS MB':>14}  status")
-    walls = {}
+    print(f"{'contender':<23}{'rows':>12}{'wall s':>9}{'rows/s':>12}{'peak RSS MB':>13}{'reconciles':>12}"
+          f"{'load1':>12}  status")
+    by = {}
     for c in results["contenders"]:
+        by[c["contender"]] = c
         if "wall_s" in c:
-            walls[c["contender"]] = c
             rps = rows / c["wall_s"] if c["wall_s"] else 0
-            print(f"{c['contender']:<12}{rows:>12,}{c['wall_s']:>10.2f}{rps:>14,.0f}{c['peak_rss_mb']:>14.0f}  {c['status']}")
+            rec = "-" if "reconciles" not in c else str(c["reconciles"]).lower()
+            ld = f"{c['load1_before']:.2f}/{c['load1_after']:.2f}"
+            print(f"{c['contender']:<23}{rows:>12,}{c['wall_s']:>9.2f}{rps:>12,.0f}{c['peak_rss_mb']:>13.0f}{rec:>12}"
+                  f"{ld:>12}  {c['status']}")
         else:
-            print(f"{c['contender']:<12}{rows:>12,}{'-':>10}{'-':>14}{'-':>14}  {c['status']}")
-    if {"costguard", "duckdb"} <= walls.keys() and walls["costguard"].get("status") == "ok":
-        results["ratio_costguard_over_duckdb"] = {
-            "wall": round(walls["costguard"]["wall_s"] / walls["duckdb"]["wall_s"], 2),
-            "peak_rss": round(walls["costguard"]["peak_rss_mb"] / walls["duckdb"]["peak_rss_mb"], 2)}
-        print(f"costguard/duckdb: wall x{results['ratio_costguard_over_duckdb']['wall']}, "
-              f"peak RSS x{results['ratio_costguard_over_duckdb']['peak_rss']}")
+            print(f"{c['contender']:<23}{rows:>12,}{'-':>9}{'-':>12}{'-':>13}{'-':>12}{'-':>12}  {c['status']}")
+    ratios = {}
+    for a_name, b_name in (("costguard", "duckdb"), ("costguard-rollup-only", "duckdb"), ("costguard", "duckdb+lake")):
+        r = _ratio(by.get(a_name), by.get(b_name))
+        if r:
+            ratios[f"{a_name} / {b_name}"] = r
+            print(f"{a_name} / {b_name}: wall x{r['wall']}, peak RSS x{r['peak_rss']}")
+    results["ratios"] = ratios
     for c in results["contenders"]:
-        if c.get("status") not in ("ok",) and c.get("stderr_tail"):
+        if c.get("status") != "ok" and c.get("stderr_tail"):
             print(f"--- {c['contender']} stderr ---\n{c['stderr_tail']}", file=sys.stderr)
+        if c.get("reconciles") is False:
+            print(f"--- {c['contender']} does not reconcile: {json.dumps({k: c.get(k) for k in ('costs_json', 'expected', 'error')})}",
+                  file=sys.stderr)
     if "incremental" in results:
-        print("incremental:", json.dumps({k: v for k, v in results["incremental"].items() if k != "stderr_tail"}))
+        print("incremental:", json.dumps(results["incremental"], indent=1))
     if "serve" in results:
-        print("serve:", json.dumps(results["serve"]))
-    out = REPO / "bench" / "results" / f"{tier}.json"
+        print("serve:", json.dumps(results["serve"], indent=1))
+    out = a.results / f"{tier}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     for c in results["contenders"]:
         c.pop("stdout", None)
         if "result" in c:  # keep the JSON small: totals only
-            c["result"] = {k: c["result"][k] for k in ("engine", "as_of", "rollup_rows", "timings", "billed_cost_by_provider", "tag_coverage", "month_to_date")}
+            c["result"] = {k: c["result"].get(k) for k in ("engine", "as_of", "rollup_rows", "lake_rows", "timings",
+                                                           "billed_cost_by_provider", "tag_coverage", "month_to_date")}
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")
-    return 0
+    return 0 if all(c.get("status") == "ok" and c.get("reconciles", True) for c in results["contenders"]) else 1
 
 
 if __name__ == "__main__":

@@ -138,7 +138,6 @@ class App:
         self.stop = stop or threading.Event()
         self.receivers = {name: ConsoleNotifier(out, group_by=r.group_by) for name, r in cfg.notify.receivers.items()}
         self._cycle_lock = threading.Lock()
-        self.store.mark_abandoned_runs(self.clock())
 
     def close(self) -> None:
         self.store.close()
@@ -148,15 +147,16 @@ class App:
         if self.stop.is_set():
             raise CycleCancelled("stop requested")
 
-    def run_cycle(self, *, as_of: date | None = None, dry_run: bool = False, trigger: str = "cli") -> CycleOutcome:
+    def run_cycle(self, *, as_of: date | None = None, dry_run: bool = False, trigger: str = "cli",
+                  run_id: str | None = None) -> CycleOutcome:
         with self._cycle_lock:
-            return self._run_cycle(as_of=as_of, dry_run=dry_run, trigger=trigger)
+            return self._run_cycle(as_of=as_of, dry_run=dry_run, trigger=trigger, run_id=run_id)
 
-    def _run_cycle(self, *, as_of: date | None, dry_run: bool, trigger: str) -> CycleOutcome:
+    def _run_cycle(self, *, as_of: date | None, dry_run: bool, trigger: str, run_id: str | None) -> CycleOutcome:
         started = self.clock()
         t0 = time.monotonic()
         as_of = as_of or started.date()
-        run_id = f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        run_id = run_id or f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
         structlog.contextvars.bind_contextvars(run_id=run_id)
         self.store.start_run(run_id, as_of=as_of, started_at=started, trigger=trigger, dry_run=dry_run)
         log.info("cycle_started", as_of=as_of.isoformat(), dry_run=dry_run, trigger=trigger)

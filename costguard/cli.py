@@ -193,6 +193,8 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="Run one full cycle and exit (the daemon is `costguard serve`).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Deliver nothing and leave findings untouched; print what would be sent.")] = False,
     as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="DATE", help="Evaluate as if the run happened at the end of DATE (YYYY-MM-DD), to backtest rules on history.")] = None,
+    trigger: Annotated[str, typer.Option("--trigger", hidden=True, help="Who started the run (the daemon passes schedule/startup).")] = "cli",
+    run_id: Annotated[Optional[str], typer.Option("--run-id", hidden=True, help="Run id chosen by the daemon.")] = None,
 ) -> None:
     """Run one cycle: ingest → evaluate rules → track findings → deliver.
 
@@ -201,13 +203,27 @@ def run(
     if not once:
         _err("error: `run` needs --once (for the long-running daemon use `costguard serve -c FILE`)")
         raise typer.Exit(EXIT_USAGE)
+    import signal
+    import threading
+
     day = _date(as_of, "--as-of")
     _setup_logging()
-    a = _build_app(config)
+    stop = threading.Event()
+    a = _build_app(config, stop=stop)
+
+    def handle(signum: int, _frame: object) -> None:  # finish the current step, record "cancelled"
+        _progress(f"{signal.Signals(signum).name}: stopping at the next safe point")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        outcome = a.run_cycle(as_of=day, dry_run=dry_run, trigger="cli")
+        outcome = a.run_cycle(as_of=day, dry_run=dry_run, trigger=trigger, run_id=run_id)
     finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
         a.close()
+    if outcome.status == "cancelled":
+        _err("stopped before the cycle finished; days already written are complete and kept")
     raise typer.Exit(outcome.exit_code)
 
 
@@ -224,7 +240,7 @@ def serve(config: ConfigOpt = None) -> None:
     from costguard.daemon import serve as run_daemon
 
     _setup_logging(daemon=True)
-    raise typer.Exit(run_daemon(_load(config), out=sys.stdout))
+    raise typer.Exit(run_daemon(_load(config)))
 
 
 @app.command()

@@ -1,10 +1,22 @@
-"""``costguard serve``: the scheduler, the HTTP endpoints and clean shutdown on SIGTERM."""
+"""``costguard serve``: the scheduler, the HTTP endpoints and clean shutdown on SIGTERM.
+
+Each cycle runs in a child process (``costguard run --once`` with a run id chosen here). The
+daemon itself only schedules, serves HTTP and reads run records, so its memory stays small
+whatever the size of the bills (the child's memory goes back to the OS when it exits), and a
+crash inside a cycle cannot take the daemon down. Health and metrics are filled from the run
+record the child leaves in the state store.
+"""
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import threading
-from typing import TextIO
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
 
 import structlog
 
@@ -13,22 +25,116 @@ from costguard.config import LoadedConfig
 log = structlog.get_logger("costguard.daemon")
 
 
-def serve(loaded: LoadedConfig, *, out: TextIO, stop: threading.Event | None = None) -> int:
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+class CycleWorker:
+    """Runs one cycle as a child process and reports its run record to metrics and health."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        store: Any,
+        metrics: Any,
+        health: Any,
+        stop: threading.Event,
+        clock: Callable[[], datetime] = utcnow,
+        command: Sequence[str] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.store = store
+        self.metrics = metrics
+        self.health = health
+        self.stop = stop
+        self.clock = clock
+        self.command = list(command) if command else [sys.executable, "-m", "costguard"]
+
+    def __call__(self, trigger: str) -> None:
+        if self.stop.is_set():
+            return
+        run_id = new_run_id(self.clock())
+        cmd = [*self.command, "run", "--once", "-c", str(self.loaded.path), "--trigger", trigger, "--run-id", run_id]
+        log.info("cycle_worker_started", run_id=run_id, trigger=trigger)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        while proc.poll() is None:
+            if self.stop.wait(timeout=0.5):
+                log.info("cycle_worker_stopping", run_id=run_id)
+                proc.send_signal(signal.SIGTERM)
+                proc.wait()
+        code = proc.returncode
+        run = self.store.get_run(run_id)
+        if run is not None and run["status"] == "running":
+            self.store.finish_run(
+                run_id, status="failed", finished_at=self.clock(), providers=run.get("providers") or {},
+                conformance=run.get("conformance") or {}, stats=run.get("stats") or {},
+                error=f"the cycle worker exited with code {code} before recording how the cycle ended",
+            )
+            run = self.store.get_run(run_id)
+        log.info("cycle_worker_finished", run_id=run_id, exit_code=code, status=run["status"] if run else None)
+        self.observe(run, exit_code=code)
+
+    def observe(self, run: dict | None, *, exit_code: int) -> None:
+        if run is None:  # the worker died before it could open the store (bad config is caught at start)
+            self.metrics.record_cycle("failed", 0.0, self.clock().timestamp())
+            return
+        finished = run.get("finished_at") or self.clock()
+        duration = (finished - run["started_at"]).total_seconds()
+        self.metrics.record_cycle(run["status"], duration, finished.timestamp())
+        for source, p in (run.get("providers") or {}).items():
+            ok = p.get("status") == "ok"
+            self.metrics.rows_ingested_total.labels(source).inc(p.get("rows") or 0)
+            self.metrics.set_provider_up(source, ok)
+            if not ok:
+                self.metrics.provider_errors_total.labels(source).inc()
+            for check, c in ((p.get("conformance") or {}).get("checks") or {}).items():
+                self.metrics.conformance_failures_total.labels(source, check).inc(c.get("count") or 0)
+            self.health.set_provider(source, p.get("status") or "unknown", p.get("detail"), at=finished)
+        self.metrics.set_findings(self.store.open_findings_count())
+        self.health.set_last_run({
+            k: (v.isoformat() if hasattr(v, "isoformat") else v)
+            for k, v in run.items() if k in ("run_id", "status", "trigger", "started_at", "finished_at", "as_of", "error")
+        })
+
+
+def serve(loaded: LoadedConfig, *, stop: threading.Event | None = None, command: Sequence[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set). Returns the process exit code."""
-    from costguard.app import App
+    from costguard.app import check_config
+    from costguard.errors import ConfigError
     from costguard.metrics import Metrics
     from costguard.scheduler import CycleScheduler
     from costguard.server import HealthState, HttpServer
+    from costguard.store import Store
 
+    issues, _warnings = check_config(loaded)  # fail fast: a worker would fail the same way every time
+    if issues:
+        raise ConfigError(issues)
     stop = stop or threading.Event()
+    cfg = loaded.config
     metrics = Metrics()
     health = HealthState()
-    app = App(loaded, out=out, metrics=metrics, health=health, stop=stop,
-              progress=lambda m: log.info("progress", message=m))
-    for p in app.providers:
-        health.set_provider(p.name, "unknown", "no cycle has run yet", at=app.clock())
-    metrics.set_findings(app.store.open_findings_count())
-    cfg = loaded.config
+    store = Store.open(loaded.state_url())
+    abandoned = store.mark_abandoned_runs(utcnow())
+    if abandoned:
+        log.warning("abandoned_runs_marked_failed", runs=abandoned)
+    for p in cfg.providers:
+        health.set_provider(p.name, "unknown", "no cycle has run yet", at=utcnow())
+    metrics.set_findings(store.open_findings_count())
+    last = store.last_run()
+    if last:
+        health.set_last_run({k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                             for k, v in last.items() if k in ("run_id", "status", "trigger", "started_at", "finished_at", "as_of", "error")})
+    worker = CycleWorker(loaded, store=store, metrics=metrics, health=health, stop=stop, command=command)
+
+    def last_success() -> datetime | None:
+        run = store.last_run(statuses=("ok", "partial"))
+        return run["finished_at"] if run else None
+
     server = HttpServer(cfg.server.host, cfg.server.port, health, metrics)
 
     def handle(signum: int, _frame: object) -> None:
@@ -36,17 +142,7 @@ def serve(loaded: LoadedConfig, *, out: TextIO, stop: threading.Event | None = N
         stop.set()
 
     previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
-
-    def cycle(trigger: str) -> None:
-        if stop.is_set():
-            return
-        try:
-            app.run_cycle(trigger=trigger)
-        except Exception:  # noqa: BLE001 - already recorded in the run record; the daemon keeps going
-            log.exception("scheduled_cycle_failed")
-
-    scheduler = CycleScheduler(cycle, cron=cfg.schedule.cycle, timezone=cfg.schedule.timezone,
-                               last_success=app.last_success, clock=app.clock)
+    scheduler = CycleScheduler(worker, cron=cfg.schedule.cycle, timezone=cfg.schedule.timezone, last_success=last_success)
     server.start()
     log.info("server_started", host=cfg.server.host, port=server.port)
     try:
@@ -59,7 +155,7 @@ def serve(loaded: LoadedConfig, *, out: TextIO, stop: threading.Event | None = N
         health.set_ready(False)
         scheduler.shutdown(wait=True)
         server.stop()
-        app.close()
+        store.close()
         for s, h in previous.items():
             signal.signal(s, h)
         log.info("daemon_stopped")

@@ -1,4 +1,5 @@
-"""Smoke test of the synthetic generator (costguard.sim) and the DuckDB benchmark baseline, at ~20k rows."""
+"""Smoke test of the synthetic generator (costguard.sim), the DuckDB baseline and the cycle benchmark
+(bench/run_cycle.py: one real ``costguard run`` child process plus the reconciliation), at ~20k rows."""
 
 from __future__ import annotations
 
@@ -127,15 +128,52 @@ def test_parse_rows():
         parse_rows("lots")
 
 
-def test_duckdb_baseline_agrees(dataset):
-    pytest.importorskip("duckdb")
-    spec = importlib.util.spec_from_file_location("duckdb_baseline", REPO / "bench" / "duckdb_baseline.py")
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    res = mod.run(dataset)
+    return mod
+
+
+def test_duckdb_baseline_agrees(dataset, tmp_path):
+    pytest.importorskip("duckdb")
+    res = _load("duckdb_baseline").run(dataset, lake=tmp_path / "lake")
     e = _expected(dataset)
     assert {k: Decimal(v) for k, v in res["billed_cost_by_provider"].items()} == {
         k: Decimal(v) for k, v in e["totals"]["billed_cost_by_provider"].items()}
     assert Decimal(res["month_to_date"]["billed_cost"]) == Decimal(e["totals"]["month_to_date"]["billed_cost"])
     assert res["tag_coverage"]["numerator"] == e["tag_coverage"]["numerator_normalized_keys"]
     assert res["rollup_rows"] > 0
+    e_rows = _expected(dataset)["totals"]["rows_by_day"]
+    assert res["lake_rows"] == sum(v for d, v in e_rows.items() if d <= res["as_of"])
+    assert sorted(p.name for p in (tmp_path / "lake").iterdir())[0] == "day=2026-02-19"
+
+
+def test_config_writer_lake_modes(tmp_path):
+    from costguard.config import load_config
+
+    rc = _load("run_cycle")
+    a = rc.write_config(tmp_path / "a", "x/**/*.parquet", None).read_text()
+    b = rc.write_config(tmp_path / "b", "x/**/*.parquet", None, keep_rows=False).read_text()
+    assert "keep_rows" not in a and "ingest: {keep_rows: false}" in b
+    assert load_config(tmp_path / "a" / "costguard.yaml").config.ingest.keep_rows is True
+    assert load_config(tmp_path / "b" / "costguard.yaml").config.ingest.keep_rows is False
+
+
+def test_cycle_benchmark_end_to_end(dataset, tmp_path, capsys):
+    """run_cycle.main at 20k rows: the duckdb child, one real ``costguard run --once`` child and the
+    ``costguard costs`` reconciliation against expected.json (to the cent)."""
+    pytest.importorskip("duckdb")
+    rc = _load("run_cycle")
+    if rc.costguard_cmd() is None:
+        pytest.skip("costguard CLI not runnable")
+    code = rc.main(["--data", str(dataset), "--tier", "smoke", "--results", str(tmp_path),
+                    "--skip", "duckdb+lake", "--skip", "costguard-rollup-only"])
+    res = json.loads((tmp_path / "smoke.json").read_text())
+    by = {c["contender"]: c for c in res["contenders"]}
+    assert by.keys() == {"duckdb", "costguard"}
+    assert by["costguard"]["status"] == "ok", by["costguard"].get("stderr_tail")
+    assert by["costguard"]["reconciles"] is True, by["costguard"]
+    assert by["costguard"]["peak_rss_mb"] > 0 and "costguard / duckdb" in res["ratios"]
+    assert code == 0
+    assert "costguard / duckdb: wall x" in capsys.readouterr().out

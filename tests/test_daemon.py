@@ -82,7 +82,7 @@ def test_serve_answers_health_and_metrics_and_stops_on_sigterm(daemon_project):
         port = d.wait_event("server_started")["port"]
         base = f"http://127.0.0.1:{port}"
         # the last successful cycle is older than the period (there is none): one runs at start
-        d.wait_event("cycle_finished")
+        d.wait_event("cycle_worker_finished")
         ready = httpx.get(f"{base}/readyz", timeout=5)
         assert ready.status_code == 200 and ready.json()["ready"] is True
         health = httpx.get(f"{base}/healthz", timeout=5).json()
