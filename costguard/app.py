@@ -119,8 +119,10 @@ class App:
         metrics: Any = None,
         health: Any = None,
         stop: threading.Event | None = None,
+        hints: bool = True,
     ) -> None:
         self.loaded = loaded
+        self.hints = hints
         cfg = loaded.config
         issues, _ = check_config(loaded)
         if issues:
@@ -325,8 +327,9 @@ class App:
         else:
             w(f"open findings: {len(open_)}" + (f" ({sev})" if sev else "") +
               f" · cost they cover {money(cost)} {currency}/month · possible savings {money(savings)} {currency}/month\n")
-        cfg = self.loaded.path
-        w(f"next: costguard findings -c {cfg}   ·   costguard costs -c {cfg} --by ServiceName\n")
+        if self.hints:
+            cfg = self.loaded.path
+            w(f"next: costguard findings -c {cfg}   ·   costguard costs -c {cfg} --by ServiceName\n")
 
     # ---- queries ------------------------------------------------------------------------------
     def findings(self, *, status: str, kind: str | None) -> list[dict]:

@@ -47,7 +47,7 @@ def run_demo(folder: Path, *, out: TextIO, progress: Callable[[str], None]) -> i
         "costguard demo: 45 days of synthetic AWS billing (FOCUS 1.2), one cycle, findings below.\n"
         f"config: {cfg_path}  ·  data: {data}  ·  nothing leaves this machine\n\n"
     )
-    app = App(load_config(cfg_path), out=out, progress=progress)
+    app = App(load_config(cfg_path), out=out, progress=progress, hints=False)
     try:
         outcome = app.run_cycle(as_of=today, trigger="cli")
     finally:

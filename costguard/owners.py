@@ -102,8 +102,8 @@ class OwnerResolver:
                     if acct in t.accounts:
                         return team, f"account {acct}"
         if self.config.default:
-            return self.config.default, "default owner (no tag or account match)"
-        return None, "unowned (no tag, account or default owner)"
+            return self.config.default, "default owner: no tag or account matched"
+        return None, "unowned: no tag, account or default owner matched"
 
     def apply(self, findings: list[Finding], tags_of: Mapping[str, str | None]) -> list[Finding]:
         return [f.with_owner(*self.resolve(f, tags_of)) for f in findings]

@@ -55,9 +55,14 @@ class ConsoleNotifier:
                 for f in sel:
                     cur = f.get("currency") or "USD"
                     w(f"   [{f['severity']:<8}] {f['kind']:<7} {f['title']}\n")
-                    line = f"              costs {_amount(f.get('monthly_cost'), cur)}/month"
+                    spend = "spent so far this period" if f["kind"] == "budget" else "/month"
+                    line = f"              costs {_amount(f.get('monthly_cost'), cur)}{spend}" if spend == "/month" \
+                        else f"              {_amount(f.get('monthly_cost'), cur)} {spend}"
                     if f.get("monthly_savings") is not None:
-                        line += f" · fixing saves {_amount(f['monthly_savings'], cur)}/month"
+                        if f["kind"] == "budget":
+                            line += f" · forecast over budget by {_amount(f['monthly_savings'], cur)}"
+                        else:
+                            line += f" · fixing saves {_amount(f['monthly_savings'], cur)}/month"
                     line += f" · id {f['fingerprint'][:12]}"
                     w(line + "\n")
                     if f.get("owner_reason"):
