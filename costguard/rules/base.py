@@ -20,26 +20,12 @@ from typing import Any, ClassVar, Literal, Protocol
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from costguard.lake import ROLLUP_KEYS
 from costguard.model import Finding
 from costguard.rules.registry import Registry
 
 #: String dimensions of the daily cost rollup: what ``filter:`` and ``group_by:`` may name.
-DIMENSIONS: tuple[str, ...] = (
-    "x_Source",
-    "ProviderName",
-    "BillingAccountId",
-    "BillingAccountName",
-    "SubAccountId",
-    "SubAccountName",
-    "ServiceName",
-    "ServiceCategory",
-    "RegionId",
-    "ResourceId",
-    "ResourceName",
-    "ResourceType",
-    "ChargeCategory",
-    "BillingCurrency",
-)
+DIMENSIONS: tuple[str, ...] = ("x_Source", *(k for k in ROLLUP_KEYS if k not in ("x_ChargeDate", "x_Tags")))
 TAG_PREFIX = "tag:"
 DATE = "x_ChargeDate"
 TAGS = "x_Tags"
