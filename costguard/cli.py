@@ -322,6 +322,9 @@ def costs(
 
     df = costs_query(_load(config), cols, start=start, end=end, metric=metric.value)
     rows = df.to_dicts()
+    if not rows and fmt is Fmt.table:
+        sys.stdout.write("no costs in the lake for this selection (ingest first with `costguard run --once`, or widen --from/--to)\n")
+        return
     if fmt is not Fmt.table:  # a millionth of the currency unit; the lake keeps 10 places
         for r in rows:
             if r[metric.value] is not None:
