@@ -10,8 +10,8 @@
    days ending at --as-of;
 3. per-account totals (provider, sub account) over the whole data;
 4. month-to-date budget actual: BilledCost from the first of --as-of's month to --as-of;
-5. (only with --lake DIR) a copy of every row plus its charge day, written as parquet partitioned
-   by day (``day=YYYY-MM-DD/``), lz4 by default: the like-for-like reference for costguard's
+5. (only with --lake DIR) a copy of every row of the days up to --as-of plus its charge day, written
+   as parquet partitioned by day (``day=YYYY-MM-DD/data.parquet``, one COPY per day), lz4 by default: the like-for-like reference for costguard's
    ``ingest.keep_rows: true`` lake.
 
 Prints one JSON object (timings and results, amounts as decimal strings). --as-of defaults to the
@@ -125,11 +125,18 @@ def run(data: Path, as_of: date | None = None, out: Path | None = None, threads:
         s = time.perf_counter()
         lake = Path(lake)
         lake.mkdir(parents=True, exist_ok=True)
-        con.execute(f"""
-            COPY (SELECT *, CAST(ChargePeriodStart AS DATE) AS day FROM src
-                  WHERE CAST(ChargePeriodStart AS DATE) <= DATE '{as_of}')
-            TO '{lake}' (FORMAT parquet, PARTITION_BY (day), COMPRESSION {lake_compression}, OVERWRITE_OR_IGNORE)
-        """)
+        # one COPY per day (a timestamp range: parquet row-group statistics prune the other days).
+        # A single COPY ... PARTITION_BY (day) buffers partitions: 54 s / 14.5 GB at 10M rows here.
+        days = [r[0] for r in con.execute(
+            f"SELECT DISTINCT charge_date FROM rollup WHERE charge_date <= DATE '{as_of}' ORDER BY 1").fetchall()]
+        for d in days:
+            (lake / f"day={d}").mkdir(exist_ok=True)
+            con.execute(f"""
+                COPY (SELECT *, DATE '{d}' AS day FROM src
+                      WHERE ChargePeriodStart >= TIMESTAMPTZ '{d} 00:00:00+00'
+                        AND ChargePeriodStart < TIMESTAMPTZ '{d + timedelta(days=1)} 00:00:00+00')
+                TO '{lake / f"day={d}" / "data.parquet"}' (FORMAT parquet, COMPRESSION {lake_compression})
+            """)
         t["lake_copy_s"] = time.perf_counter() - s
         lake_rows = con.execute(f"SELECT count(*) FROM read_parquet('{lake}/**/*.parquet')").fetchone()[0]
     t["total_s"] = time.perf_counter() - t0

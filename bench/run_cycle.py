@@ -94,7 +94,7 @@ def measure(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None,
     err.seek(0)
     so, se = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     return {"wall_s": round(wall, 3), "peak_rss_mb": round(ru.ru_maxrss / 1024, 1), "rc": p.returncode,
-            "load1_before": load_before, "load1_after": load1(), "stdout": so, "stderr_tail": se[-2000:]}
+            "load1_before": load_before, "load1_after": load1(), "stdout": so, "stderr": se, "stderr_tail": se[-2000:]}
 
 
 def write_config(folder: Path, data_glob: str, inventory: Path | None, port: int = 0, keep_rows: bool = True) -> Path:
@@ -167,6 +167,9 @@ def run_costguard(cmd: list[str] | None, data_glob: str, inventory: Path | None,
     ok = r["rc"] == 0
     res = {"contender": name, "keep_rows": keep_rows, "status": "ok" if ok else f"failed rc={r['rc']}", **_keep(r),
            "stdout_tail": r["stdout"][-1500:]}
+    pulled = [ln.strip("· ").strip() for ln in (r["stdout"] + r["stderr"]).splitlines() if "day(s) to pull" in ln]
+    if pulled:
+        res["pulled"] = pulled[-1]
     if not ok:
         res["stderr_tail"] = r["stderr_tail"]
     elif expected is not None:
@@ -197,6 +200,16 @@ def _proc_kb(pid: int, key: str) -> float | None:
     except OSError:
         return None
     return None
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for t in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (t / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
 
 
 def _free_port() -> int:
@@ -233,7 +246,10 @@ def serve_idle_rss(cmd: list[str], data_glob: str, inventory: Path | None, workd
         res["ready"], res["ready_after_s"] = ready, round(time.perf_counter() - t0, 2)
         if ready and not prefill:  # wait for the startup cycle to be recorded as finished
             finished = None
+            worker_hwm = 0.0  # serve runs each cycle in a child process: its peak, sampled (VmHWM)
             while time.perf_counter() - t0 < cycle_timeout and p.poll() is None:
+                for c in _children(p.pid):
+                    worker_hwm = max(worker_hwm, _proc_kb(c, "VmHWM") or 0)
                 _, h = _get_json(base + "/healthz")
                 lr = (h or {}).get("last_run") or {}
                 if lr.get("finished_at"):
@@ -241,6 +257,7 @@ def serve_idle_rss(cmd: list[str], data_glob: str, inventory: Path | None, workd
                     break
                 time.sleep(0.5)
             res["startup_cycle"] = {"finished_after_s": round(time.perf_counter() - t0, 1),
+                                    "worker_peak_rss_mb_sampled": round(worker_hwm, 1),
                                     **{k: finished.get(k) for k in ("status", "started_at", "finished_at")}} if finished else None
         rss = []
         if ready:
@@ -305,8 +322,7 @@ def incremental(cmd: list[str] | None, rows_per_30d: int, workdir: Path, seed: i
         keys = ("status", "wall_s", "peak_rss_mb", "load1_before", "load1_after")
         m = {"fill_60_days": {k: first.get(k) for k in keys},
              "one_new_day": {k: second.get(k) for k in (*keys, "reconciles")}}
-        tail = second.get("stdout_tail", "")
-        m["one_new_day"]["pulled"] = next((ln.strip() for ln in tail.splitlines() if "day(s) to pull" in ln), None)
+        m["one_new_day"]["pulled"] = second.get("pulled")
         if second.get("status") != "ok":
             m["stderr_tail"] = second.get("stderr_tail")
         out["modes"][name] = m
