@@ -283,7 +283,7 @@ class App:
             .sort("x_ChargeDate")
             .group_by("ResourceId")
             .agg(pl.col("x_Tags").last())
-            .collect()
+            .collect(engine="streaming")
         )
         return dict(zip(df["ResourceId"].to_list(), df["x_Tags"].to_list(), strict=True))
 

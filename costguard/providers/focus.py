@@ -15,7 +15,7 @@ from costguard.errors import DataError, ProviderError
 from costguard.inventory import read_inventory
 from costguard.model import ConnectionStatus, NativeBudget, Window
 
-CHUNK_ROWS = 1_000_000  # rows normalised and written per step: bounds memory whatever the file size
+CHUNK_ROWS = 500_000  # rows normalised and written per step: bounds memory whatever the file size
 
 
 class FocusProvider:

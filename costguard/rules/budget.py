@@ -125,7 +125,8 @@ class Budget:
                 .agg(pl.col(p.metric).sum().alias("cost")),
                 lf.select(pl.col(DATE).min()),
                 lf.filter(pl.col(DATE) >= start).select(pl.col("BillingCurrency").drop_nulls().unique()),
-            ]
+            ],
+            engine="streaming",
         )
         others = sorted(set(currencies["BillingCurrency"]) - {p.currency})
         if others:

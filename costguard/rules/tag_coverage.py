@@ -99,7 +99,7 @@ class TagCoverage:
         frames = [self._groups(rows, p), self._group_resources(rows, p)]
         if p.resource_cost_floor is not None:
             frames.append(self._untagged_resources(rows, p))
-        groups, resources, *rest = pl.collect_all(frames)
+        groups, resources, *rest = pl.collect_all(frames, engine="streaming")
         findings = self._group_findings(rule, groups, resources, start, ctx)
         if rest:
             findings += self._resource_findings(rule, rest[0], start, ctx)
