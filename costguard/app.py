@@ -165,7 +165,7 @@ class App:
         outcome = CycleOutcome(run_id, "running", EXIT_OK)
         stats: dict[str, Any] = {}
         try:
-            outcome.sources = self._ingest_all(run_id, as_of)
+            self._ingest_all(run_id, as_of, outcome.sources)
             failed = {s for s, r in outcome.sources.items() if not r.ok}
             self._check_cancel()
             findings, outcome.rule_errors, evaluated = self._evaluate(as_of)
@@ -228,9 +228,9 @@ class App:
                 self.health.set_last_run({k: (v.isoformat() if isinstance(v, (datetime, date)) else v)
                                           for k, v in run.items() if k in ("run_id", "status", "started_at", "finished_at", "as_of", "error")})
 
-    def _ingest_all(self, run_id: str, as_of: date) -> dict[str, SourceResult]:
+    def _ingest_all(self, run_id: str, as_of: date, out: dict[str, SourceResult]) -> None:
+        """Ingest every provider into ``out`` (filled as it goes, so a cancelled run records what finished)."""
         ing = self.loaded.config.ingest
-        out: dict[str, SourceResult] = {}
 
         def record(source: str, day: date, rows: int, accounts: list[str]) -> None:
             self.store.record_window(source, day, rows=rows, billing_accounts=accounts, run_id=run_id, ingested_at=self.clock())
@@ -251,7 +251,6 @@ class App:
                 structlog.contextvars.unbind_contextvars("source")
             out[p.name] = res
             self._observe_source(res)
-        return out
 
     def _observe_source(self, res: SourceResult) -> None:
         if self.metrics is not None:
