@@ -175,12 +175,7 @@ class App:
                 skip_sources=failed, persist=not dry_run,
             )
             outcome.changes = list(result.changes)
-            stats = {
-                "findings": len(findings),
-                "new": len(result.new), "updated": len(result.updated), "unchanged": len(result.unchanged),
-                "resolved": len(result.resolved), "regressed": len(result.regressed), "snoozed": len(result.snoozed),
-                "rule_errors": outcome.rule_errors,
-            }
+            stats = {"findings": len(findings), **result.counts(), "rule_errors": outcome.rule_errors}
             self._print_header(run_id, as_of, outcome, dry_run)
             for receiver in self.receivers.values():
                 receiver.deliver(outcome.changes, dry_run=dry_run)
