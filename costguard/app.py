@@ -130,7 +130,7 @@ class App:
         self.rules = load_rules(cfg.rules, base_dir=loaded.base_dir)
         self.owners = OwnerResolver(load_owners(loaded.resolve(cfg.owners) if cfg.owners else None))
         self.store = Store.open(loaded.state_url())
-        self.lake = Lake(loaded.resolve(cfg.state.lake), keep_rows=cfg.ingest.keep_rows)
+        self.lake = Lake(loaded.resolve(cfg.state.lake), keep_rows=cfg.ingest.keep_rows, writer=True)
         self.providers = build_providers(loaded)
         self.out = out
         self.clock = clock

@@ -14,11 +14,13 @@ day directory is swapped in with two renames. A crash never leaves a half-writte
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -83,7 +85,7 @@ def _day_dir(d: date) -> str:
 class Lake:
     """Parquet cost lake on a local (or mounted) filesystem."""
 
-    def __init__(self, root: str | os.PathLike[str], *, keep_rows: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, keep_rows: bool = True, writer: bool = False) -> None:
         r = str(root)
         if "://" in r:
             raise ConfigError.single(
@@ -93,14 +95,27 @@ class Lake:
         self.root = Path(r)
         self.keep_rows = keep_rows
         self.root.mkdir(parents=True, exist_ok=True)
-        self.recover()
+        if writer:  # readers never touch staging: a writer in another process may be using it
+            with self.write_lock():
+                self.recover()
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Exclusive across processes (the daemon's cycle worker, a manual `run --once`): one
+        writer swaps days or recovers at a time; readers need no lock."""
+        with open(self.root / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     # ---- layout -------------------------------------------------------------------------------
     def _source_dir(self, area: str, source: str) -> Path:
         return self.root / area / f"source={source}"
 
     def sources(self) -> list[str]:
-        d = self.root / "costs"
+        d = self.root / "rollup"
         if not d.exists():
             return []
         return sorted(p.name.split("=", 1)[1] for p in d.iterdir() if p.is_dir() and p.name.startswith("source="))
@@ -170,6 +185,18 @@ class Lake:
         conformance counts are computed. Partial rollups are then combined day by day.
         Raises DataError (and changes nothing) if the rows are unusable.
         """
+        with self.write_lock():
+            return self._write_window(source, window, parts, signatures=signatures, check_cancel=check_cancel)
+
+    def _write_window(
+        self,
+        source: str,
+        window: Window,
+        parts: Iterable[pl.LazyFrame],
+        *,
+        signatures: Mapping[date, str | None] | None,
+        check_cancel: Callable[[], None],
+    ) -> WindowWrite:
         staging = self.root / ".staging" / uuid.uuid4().hex
         conf_groups: list[pl.DataFrame] = []
         try:
@@ -256,7 +283,6 @@ class Lake:
         trash = self.root / ".trash" / staging.name
         for area in ("costs", "rollup"):
             dest_root = self._source_dir(area, source)
-            dest_root.mkdir(parents=True, exist_ok=True)
             for d in window.days():
                 name = _day_dir(d)
                 new = staging / area / name
@@ -266,10 +292,12 @@ class Lake:
                     old.parent.mkdir(parents=True, exist_ok=True)
                     os.replace(dest, old)
                 if new.exists():
+                    dest_root.mkdir(parents=True, exist_ok=True)
                     os.replace(new, dest)
         shutil.rmtree(trash, ignore_errors=True)
 
     def write_inventory(self, source: str, frame: pl.DataFrame) -> int:
+        """Replace the source's inventory snapshot (write to a temp file, then rename)."""
         d = self.root / "inventory" / f"source={source}"
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f".snapshot.{uuid.uuid4().hex}.tmp"
