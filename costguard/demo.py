@@ -41,7 +41,9 @@ def run_demo(folder: Path, *, out: TextIO, progress: Callable[[str], None]) -> i
     if not fresh:
         shutil.rmtree(data, ignore_errors=True)
         progress(f"generating {DEMO_DAYS} days of synthetic FOCUS billing data (seed 42) into {data}")
-        generate(SimSpec(rows=DEMO_ROWS, days=DEMO_DAYS, end=today.fromordinal(today.toordinal() + 1), seed=42), data, progress=progress)
+        spec = SimSpec(rows=DEMO_ROWS, days=DEMO_DAYS, end=today.fromordinal(today.toordinal() + 1), seed=42,
+                       dialect_quirks=0.002)  # a few real-world FOCUS deviations, to show the conformance report
+        generate(spec, data, progress=progress)
     cfg_path = folder / "demo.yaml"
     out.write(
         "costguard demo: 45 days of synthetic AWS billing (FOCUS 1.2), one cycle, findings below.\n"

@@ -75,6 +75,7 @@ class SimSpec:
     oversized_share: float = 0.20  # planted oversized instances (cpu_p95 < 20%)
     unattached_share: float = 0.05  # planted unattached volumes, relative to instances
     compression: str = "zstd"
+    dialect_quirks: float = 0.0  # share of rows with real-world FOCUS deviations (ChargeFrequency "Usage-based")
 
     def __post_init__(self) -> None:
         if self.rows < 100:
@@ -848,6 +849,10 @@ def _day_frame(u: _Universe, d: date, r: dict[str, np.ndarray], schema: dict[str
 
     cat_codes = np.array(["Usage", "Usage", "Usage", "Credit", "Adjustment", "Purchase"])
     freq = np.where(kind == 5, "Recurring", np.where(kind >= 3, "One-Time", "Usage-Based"))
+    if u.spec.dialect_quirks > 0:  # AWS's FOCUS 1.0 export writes "Usage-based" (wrong case) on some rows
+        idx = np.arange(len(freq), dtype=np.uint64)
+        pick = ((idx * np.uint64(2654435761) + np.uint64(d.toordinal())) % np.uint64(100_000)) < int(u.spec.dialect_quirks * 100_000)
+        freq = np.where(pick & (freq == "Usage-Based"), "Usage-based", freq)
     pricing_cat = np.where(kind >= 3, None, np.where(committed, "Committed", "Standard"))
     eff_unit = np.where(committed, r["effective"], r["unit_price"])
 

@@ -11,6 +11,7 @@ def test_demo_first_run_and_second_run(cli, tmp_path):
     assert "carries application" in out          # tag-coverage scope finding
     assert "monthly budget" in out               # budget finding
     assert "What to try next" in out
+    assert "ChargeFrequency:allowed_values" in out  # real-world FOCUS deviations are flagged, rows kept
     found = cli.json("findings", "-c", folder / "demo.yaml")
     kinds = {f["kind"] for f in found}
     assert {"tag", "budget"} <= kinds
