@@ -122,10 +122,16 @@ def serve(loaded: LoadedConfig, *, stop: threading.Event | None = None, command:
     abandoned = store.mark_abandoned_runs(utcnow())
     if abandoned:
         log.warning("abandoned_runs_marked_failed", runs=abandoned)
-    for p in cfg.providers:
-        health.set_provider(p.name, "unknown", "no cycle has run yet", at=utcnow())
-    metrics.set_findings(store.open_findings_count())
     last = store.last_run()
+    known = (last or {}).get("providers") or {}
+    for p in cfg.providers:  # what the last run saw, until this daemon's first cycle
+        if p.name in known:
+            seen = known[p.name]
+            health.set_provider(p.name, seen.get("status") or "unknown", seen.get("detail"), at=last["finished_at"] or utcnow())
+            metrics.set_provider_up(p.name, seen.get("status") == "ok")
+        else:
+            health.set_provider(p.name, "unknown", "no cycle has run yet", at=utcnow())
+    metrics.set_findings(store.open_findings_count())
     if last:
         health.set_last_run({k: (v.isoformat() if hasattr(v, "isoformat") else v)
                              for k, v in last.items() if k in ("run_id", "status", "trigger", "started_at", "finished_at", "as_of", "error")})
