@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import glob as _glob
 import gzip
+import os
 import json
 import re
 import zlib
@@ -207,9 +208,73 @@ def _check_csv_shape(data: bytes, ncols: int, path: str) -> None:
         )
 
 
-def scan(path: str, storage_options: dict | None = None) -> pl.LazyFrame:
-    """Raw read of one export file (.parquet, .csv, .csv.gz/.gz). Read problems raise DataError."""
+STREAM_CSV_ABOVE = 64 * 1024 * 1024  # bytes: a local .csv larger than this is scanned lazily
+
+
+def _fields(line: pl.Expr) -> pl.Expr:
+    return line.str.replace_all(r'"[^"]*"', "").str.count_matches(",", literal=True) + 1
+
+
+def _check_csv_shape_streaming(path: str, ncols: int) -> None:
+    """:func:`_check_csv_shape` for a file too big to hold: one streaming pass over its lines."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 1))
+        ends_with_newline = fh.read(1) in (b"\n", b"\r")
+    line = pl.col("line").str.strip_chars_end("\r")
+    got = (
+        pl.scan_lines(path)
+        .with_row_index("i")
+        .select(
+            (line.str.count_matches('"', literal=True) % 2 == 1).any().alias("multiline"),
+            pl.col("i").filter((_fields(line) != ncols) & (line.str.len_bytes() > 0)).first().alias("bad"),
+            _fields(line).filter(pl.col("i") == pl.col("i").max()).first().alias("last_fields"),
+            pl.len().alias("n"),
+        )
+        .collect(engine="streaming")
+        .row(0, named=True)
+    )
+    if got["multiline"]:  # a quoted field spans lines: only a cut-off last line can be checked
+        if not ends_with_newline and got["last_fields"] != ncols:
+            raise DataError(f"{path}: line {got['n']} has {got['last_fields']} fields but the header has {ncols}; "
+                            "the file is ragged or truncated (re-export or re-download it)")
+        return
+    if got["bad"] is not None:
+        with open(path, "rb") as fh:  # the offending line's field count, for the message
+            for n, raw in enumerate(fh):
+                if n == got["bad"]:
+                    fields = pl.select(_fields(pl.lit(raw.decode("utf-8", "replace").rstrip("\r\n")))).item()
+                    break
+        raise DataError(f"{path}: line {got['bad'] + 1} has {fields} fields but the header has {ncols}; "
+                        "the file is ragged or truncated (re-export or re-download it)")
+
+
+def _scan_csv_streaming(path: str) -> pl.LazyFrame:
+    try:
+        lf = pl.scan_csv(path, infer_schema=False, null_values=list(NULL_TOKENS))
+        names = lf.collect_schema().names()
+    except Exception as e:
+        raise DataError(f"{path}: cannot parse CSV: {_first_line(e)}") from None
+    _check_csv_shape_streaming(path, len(names))
+    renames = {n: _clean_header(n) for n in names if _clean_header(n) != n}
+    return lf.rename(renames) if renames else lf
+
+
+def scan(path: str, storage_options: dict | None = None, *, stream_csv_above: int = STREAM_CSV_ABOVE) -> pl.LazyFrame:
+    """Raw read of one export file (.parquet, .csv, .csv.gz/.gz). Read problems raise DataError.
+
+    Parquet and large local CSV files are scanned lazily (memory does not grow with the file);
+    gzip, remote and small CSV files are read whole, which also lets every problem surface here.
+    """
     lower = path.lower()
+    if lower.endswith(".csv") and "://" not in path:
+        try:
+            big = os.path.getsize(path) > stream_csv_above
+        except OSError:
+            big = False  # reported as "file not found" below
+        if big:
+            return _scan_csv_streaming(path)
     if lower.endswith(".parquet"):
         try:
             lf = pl.scan_parquet(path, storage_options=storage_options, hive_partitioning=False)

@@ -235,11 +235,26 @@ def test_truncated_parquet(tmp_path: Path) -> None:
     ],
     ids=["truncated", "short-row", "long-row"],
 )
-def test_ragged_or_truncated_csv(tmp_path: Path, mutate) -> None:
+@pytest.mark.parametrize("stream", [False, True], ids=["read-whole", "streamed"])
+def test_ragged_or_truncated_csv(tmp_path: Path, mutate, stream: bool) -> None:
     bad = tmp_path / "ragged.csv"
     bad.write_bytes(mutate(SAMPLE.read_bytes()))
     with pytest.raises(DataError, match="ragged.csv"):
-        focus.normalize(focus.scan(str(bad)), file=str(bad)).collect()
+        focus.normalize(focus.scan(str(bad), stream_csv_above=0 if stream else focus.STREAM_CSV_ABOVE), file=str(bad)).collect()
+
+
+def test_large_csv_is_streamed_with_the_same_result(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + SAMPLE.read_bytes())
+    for f in (SAMPLE, bom):
+        whole = focus.normalize(focus.scan(str(f)), file=str(f))
+        streamed = focus.normalize(focus.scan(str(f), stream_csv_above=0), file=str(f))
+        a = whole.collect().sort("ChargePeriodStart", "BilledCost", "ResourceId", nulls_last=True)
+        b = streamed.collect(engine="streaming").sort("ChargePeriodStart", "BilledCost", "ResourceId", nulls_last=True)
+        assert a.equals(b), f
+        rs, rw = focus.conformance(streamed), focus.conformance(whole)
+        assert (rs.rows, rs.flagged_rows) == (rw.rows, rw.flagged_rows) == (1000, 7)
+        assert {k: v.count for k, v in rs.checks.items()} == {k: v.count for k, v in rw.checks.items()}
 
 
 def test_truncated_gzip_and_missing_file(tmp_path: Path) -> None:
