@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, TextIO
 
@@ -24,7 +23,7 @@ from costguard.config import LoadedConfig
 from costguard.errors import ConfigError, ConfigIssue, CycleCancelled
 from costguard.ingest import SourceResult, ingest_source
 from costguard.lake import ROLLUP_KEYS, Lake
-from costguard.model import COST_METRICS, SEVERITY_RANK, ConnectionStatus, Finding, money
+from costguard.model import COST_METRICS, SEVERITY_RANK, ConnectionStatus, Finding, money, new_run_id
 from costguard.notify.console import ConsoleNotifier
 from costguard.owners import OwnerResolver, load_owners
 from costguard.providers import Provider, provider_class
@@ -116,8 +115,6 @@ class App:
         out: TextIO,
         clock: Callable[[], datetime] = utcnow,
         progress: Callable[[str], None] = lambda _m: None,
-        metrics: Any = None,
-        health: Any = None,
         stop: threading.Event | None = None,
         hints: bool = True,
     ) -> None:
@@ -135,8 +132,6 @@ class App:
         self.out = out
         self.clock = clock
         self.progress = progress
-        self.metrics = metrics
-        self.health = health
         self.stop = stop or threading.Event()
         self.receivers = {name: ConsoleNotifier(out, group_by=r.group_by) for name, r in cfg.notify.receivers.items()}
         self._cycle_lock = threading.Lock()
@@ -158,7 +153,7 @@ class App:
         started = self.clock()
         t0 = time.monotonic()
         as_of = as_of or started.date()
-        run_id = run_id or f"{started:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        run_id = run_id or new_run_id(started)
         structlog.contextvars.bind_contextvars(run_id=run_id)
         self.store.start_run(run_id, as_of=as_of, started_at=started, trigger=trigger, dry_run=dry_run)
         log.info("cycle_started", as_of=as_of.isoformat(), dry_run=dry_run, trigger=trigger)
@@ -212,16 +207,6 @@ class App:
         )
         duration = time.monotonic() - t0
         log.info("cycle_finished", status=outcome.status, seconds=round(duration, 3))
-        if self.metrics is not None:
-            self.metrics.cycle_duration_seconds.labels(outcome.status).observe(duration)
-            self.metrics.cycles_total.labels(outcome.status).inc()
-            self.metrics.last_cycle_timestamp_seconds.labels(outcome.status).set(time.time())
-            self.metrics.set_findings(self.store.open_findings_count())
-        if self.health is not None:
-            run = self.store.get_run(run_id)
-            if run:
-                self.health.set_last_run({k: (v.isoformat() if isinstance(v, (datetime, date)) else v)
-                                          for k, v in run.items() if k in ("run_id", "status", "started_at", "finished_at", "as_of", "error")})
 
     def _ingest_all(self, run_id: str, as_of: date, out: dict[str, SourceResult]) -> None:
         """Ingest every provider into ``out`` (filled as it goes, so a cancelled run records what finished)."""
@@ -245,19 +230,6 @@ class App:
             finally:
                 structlog.contextvars.unbind_contextvars("source")
             out[p.name] = res
-            self._observe_source(res)
-
-    def _observe_source(self, res: SourceResult) -> None:
-        if self.metrics is not None:
-            self.metrics.rows_ingested_total.labels(res.source).inc(res.rows)
-            self.metrics.provider_up.labels(res.source).set(1 if res.ok else 0)
-            if not res.ok:
-                self.metrics.provider_errors_total.labels(res.source).inc()
-            if res.report:
-                for check, c in res.report.checks.items():
-                    self.metrics.conformance_failures_total.labels(res.source, check).inc(c.count)
-        if self.health is not None:
-            self.health.set_provider(res.source, res.status, res.detail, at=self.clock())
 
     def _evaluate(self, as_of: date) -> tuple[list[Finding], dict[str, str], set[str]]:
         ctx = RuleContext(as_of=as_of, costs=self.lake.rollup(), inventory=self.lake.inventory())
@@ -335,14 +307,6 @@ class App:
     def last_success(self) -> datetime | None:
         run = self.store.last_run(statuses=("ok", "partial"))
         return run["finished_at"] if run else None
-
-
-def default_as_of(now: datetime) -> date:
-    return now.date()
-
-
-def yesterday(now: datetime) -> date:
-    return now.date() - timedelta(days=1)
 
 
 def query_costs(lake: Lake, by: Sequence[str], *, start: date | None, end: date | None, metric: str) -> pl.DataFrame:

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import structlog
 
 from costguard.config import LoadedConfig
+from costguard.model import new_run_id
 
 log = structlog.get_logger("costguard.daemon")
 
@@ -29,8 +29,10 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def new_run_id(now: datetime) -> str:
-    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+def run_summary(run: dict) -> dict:
+    """The part of a run record that /healthz shows."""
+    keys = ("run_id", "status", "trigger", "started_at", "finished_at", "as_of", "error")
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in run.items() if k in keys}
 
 
 class CycleWorker:
@@ -96,10 +98,7 @@ class CycleWorker:
                 self.metrics.conformance_failures_total.labels(source, check).inc(c.get("count") or 0)
             self.health.set_provider(source, p.get("status") or "unknown", p.get("detail"), at=finished)
         self.metrics.set_findings(self.store.open_findings_count())
-        self.health.set_last_run({
-            k: (v.isoformat() if hasattr(v, "isoformat") else v)
-            for k, v in run.items() if k in ("run_id", "status", "trigger", "started_at", "finished_at", "as_of", "error")
-        })
+        self.health.set_last_run(run_summary(run))
 
 
 def serve(loaded: LoadedConfig, *, stop: threading.Event | None = None, command: Sequence[str] | None = None) -> int:
@@ -133,8 +132,7 @@ def serve(loaded: LoadedConfig, *, stop: threading.Event | None = None, command:
             health.set_provider(p.name, "unknown", "no cycle has run yet", at=utcnow())
     metrics.set_findings(store.open_findings_count())
     if last:
-        health.set_last_run({k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                             for k, v in last.items() if k in ("run_id", "status", "trigger", "started_at", "finished_at", "as_of", "error")})
+        health.set_last_run(run_summary(last))
     worker = CycleWorker(loaded, store=store, metrics=metrics, health=health, stop=stop, command=command)
 
     def last_success() -> datetime | None:

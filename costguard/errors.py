@@ -13,6 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's text (library errors can run to pages)."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 class CostguardError(Exception):
     """Base of every error costguard raises on purpose."""
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import polars as pl
 
-from costguard.errors import DataError
+from costguard.errors import DataError, first_line
 
 SPEC_VERSIONS = ("1.0", "1.1", "1.2")
 LAKE_VERSION = "1.2"
@@ -187,8 +187,6 @@ def _clean_header(name: str) -> str:
     return name.lstrip("\ufeff").strip()
 
 
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _check_csv_shape(data: bytes, ncols: int, path: str) -> None:
@@ -255,7 +253,7 @@ def _scan_csv_streaming(path: str) -> pl.LazyFrame:
         lf = pl.scan_csv(path, infer_schema=False, null_values=list(NULL_TOKENS))
         names = lf.collect_schema().names()
     except Exception as e:
-        raise DataError(f"{path}: cannot parse CSV: {_first_line(e)}") from None
+        raise DataError(f"{path}: cannot parse CSV: {first_line(e)}") from None
     _check_csv_shape_streaming(path, len(names))
     renames = {n: _clean_header(n) for n in names if _clean_header(n) != n}
     return lf.rename(renames) if renames else lf
@@ -282,7 +280,7 @@ def scan(path: str, storage_options: dict | None = None, *, stream_csv_above: in
         except FileNotFoundError:
             raise DataError(f"{path}: file not found") from None
         except Exception as e:
-            raise DataError(f"{path}: not a readable parquet file (truncated or corrupt; re-export it): {_first_line(e)}") from None
+            raise DataError(f"{path}: not a readable parquet file (truncated or corrupt; re-export it): {first_line(e)}") from None
         renames = {n: _clean_header(n) for n in names if _clean_header(n) != n}
         return lf.rename(renames) if renames else lf
     if not (lower.endswith(".csv") or lower.endswith(".gz")):
@@ -300,7 +298,7 @@ def scan(path: str, storage_options: dict | None = None, *, stream_csv_above: in
     try:
         df = pl.read_csv(data, infer_schema=False, null_values=list(NULL_TOKENS))
     except Exception as e:
-        msg = _first_line(e)
+        msg = first_line(e)
         if "more fields" in msg:
             msg = "a row has more fields than the header (ragged CSV); re-export the file"
         elif "utf-8" in msg.lower() or "utf8" in msg.lower():
@@ -340,6 +338,11 @@ def _json_info(raw: str) -> tuple[str | None, str | None]:
         _JSON_CACHE.clear()
     _JSON_CACHE[raw] = res
     return res
+
+
+def normalize_tags(raw: str) -> str | None:
+    """A Tags JSON object with keys stripped and lower-cased, sorted (the lake's ``x_Tags``)."""
+    return _json_info(raw)[1]
 
 
 def _json_mapping(raw: pl.LazyFrame, expr: pl.Expr) -> tuple[list[str], list[str | None], list[str | None]]:
@@ -455,7 +458,7 @@ def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
     try:
         schema = raw.collect_schema()
     except Exception as e:
-        raise DataError(f"{file}: cannot read the file's columns: {_first_line(e)}") from None
+        raise DataError(f"{file}: cannot read the file's columns: {first_line(e)}") from None
     specs = _columns(LAKE_VERSION)
     missing = [c for c in mandatory("1.0") if c not in schema]
     if missing:
@@ -518,7 +521,7 @@ def charge_days(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
     try:
         schema = raw.collect_schema()
     except Exception as e:
-        raise DataError(f"{file}: cannot read the file's columns: {_first_line(e)}") from None
+        raise DataError(f"{file}: cannot read the file's columns: {first_line(e)}") from None
     missing = [c for c in mandatory("1.0") if c not in schema]
     if missing:
         raise DataError(f"{file}: missing mandatory FOCUS column(s): {', '.join(missing)}")

@@ -141,6 +141,3 @@ def ingest_source(
         log.error("ingest_failed", source=provider.name, error=str(e))
     return res
 
-
-def utc_today(now: datetime) -> date:
-    return now.date()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import polars as pl
 
+from costguard import focus
 from costguard.errors import DataError
 
 INVENTORY_SCHEMA: dict[str, pl.DataType] = {
@@ -25,20 +23,6 @@ INVENTORY_SCHEMA: dict[str, pl.DataType] = {
     "mem_p95": pl.Float64(),      # percent, where known
 }
 REQUIRED = ("provider", "account_id", "resource_id")
-
-
-def normalize_tags_json(value: str | None) -> str | None:
-    """``{" Team": "x", "Env": "prod"}`` → ``{"env":"prod","team":"x"}``; None for empty or invalid."""
-    if value is None or not value.strip():
-        return None
-    try:
-        obj = json.loads(value)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict) or not obj:
-        return None
-    out = {str(k).strip().lower(): ("" if v is None else str(v)) for k, v in obj.items()}
-    return json.dumps(dict(sorted(out.items())), separators=(",", ":"), ensure_ascii=False)
 
 
 def read_inventory(path: str, *, storage_options: dict[str, str] | None = None) -> pl.DataFrame:
@@ -78,10 +62,7 @@ def read_inventory(path: str, *, storage_options: dict[str, str] | None = None) 
     if bad:
         raise DataError(f"{path}: {bad} inventory row(s) have no resource_id")
     uniq = out["tags"].unique().to_list()
-    mapping = {t: normalize_tags_json(t) for t in uniq if t is not None}
+    mapping = {t: focus.normalize_tags(t) for t in uniq if t is not None}
     out = out.with_columns(pl.col("tags").replace_strict(mapping, default=None, return_dtype=pl.String).alias("x_tags"))
     return out.select(list(INVENTORY_SCHEMA))
 
-
-def inventory_path_ok(path: str, base_dir: Path) -> bool:
-    return "://" in path or (base_dir / path).exists()

@@ -28,7 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from costguard import focus
-from costguard.errors import ConfigError, CycleCancelled, DataError
+from costguard.errors import ConfigError, DataError, first_line
 from costguard.model import COST_METRICS, Window
 
 ROLLUP_KEYS = (
@@ -205,7 +205,7 @@ class Lake:
                 try:
                     return self._stage_part(source, window, staging, i, part)
                 except pl.exceptions.PolarsError as e:
-                    raise DataError(f"cannot read the rows for {window}: {_first_line(e)}") from None
+                    raise DataError(f"cannot read the rows for {window}: {first_line(e)}") from None
 
             # rollup-only parts barely keep two cores busy, so two run at once; writing rows does,
             # and a second part in flight would only add its memory
@@ -358,14 +358,4 @@ def _combine(partials: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return s[0] if s else type(e).__name__
 
-
-def raise_if_cancelled(flag: Callable[[], bool]) -> Callable[[], None]:
-    def check() -> None:
-        if flag():
-            raise CycleCancelled("stop requested")
-
-    return check

@@ -6,6 +6,7 @@ Money is ``Decimal``; time is UTC; windows are half-open ``[start, end)`` like F
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -120,14 +121,9 @@ class NativeBudget:
     scope: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    """Identity and time of one cycle. ``as_of`` is the last day included in evaluation."""
-
-    run_id: str
-    as_of: date
-    started_at: datetime
-    dry_run: bool = False
+def new_run_id(now: datetime) -> str:
+    """A run id that sorts by start time: ``20260131T060000Z-3f2a9c``."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 def money(value: Decimal | float | int | None, places: int = 2) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from costguard import focus
-from costguard.errors import DataError, ProviderError
+from costguard.errors import DataError, ProviderError, first_line
 from costguard.inventory import read_inventory
 from costguard.model import ConnectionStatus, NativeBudget, Window
 
@@ -55,7 +55,7 @@ class FocusProvider:
             except DataError as e:
                 raise self._fail(ConnectionStatus.PARSE_ERROR, str(e)) from None
             except pl.exceptions.PolarsError as e:
-                raise self._fail(ConnectionStatus.PARSE_ERROR, f"{f}: cannot read: {_first_line(e)}") from None
+                raise self._fail(ConnectionStatus.PARSE_ERROR, f"{f}: cannot read: {first_line(e)}") from None
             days = {d for d in got["x_ChargeDate"].to_list() if d is not None}
             self._days_of[f] = days
             for d in days:
@@ -74,7 +74,7 @@ class FocusProvider:
             try:
                 n = raw.select(pl.len()).collect().item()
             except pl.exceptions.PolarsError as e:
-                raise self._fail(ConnectionStatus.PARSE_ERROR, f"{f}: cannot read: {_first_line(e)}") from None
+                raise self._fail(ConnectionStatus.PARSE_ERROR, f"{f}: cannot read: {first_line(e)}") from None
             for offset in range(0, max(n, 1), self._chunk_rows):
                 part = raw.slice(offset, self._chunk_rows) if n > self._chunk_rows else raw
                 try:
@@ -132,6 +132,3 @@ def _signature(files: list[str]) -> str | None:
     return h.hexdigest()[:32]
 
 
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
