@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -121,7 +122,9 @@ class LoadedConfig:
 
 
 def _read_secret_files(src: yamlsrc.Sourced) -> list[ConfigIssue]:
-    """Replace every ``<key>_file: PATH`` with ``<key>: <contents of PATH>`` (a mounted secret)."""
+    """Replace every ``<key>_file: PATH`` with ``<key>: <contents of PATH>`` (a mounted secret).
+
+    The contents (surrounding whitespace stripped) are recorded as coming from a ``"file"``."""
     issues: list[ConfigIssue] = []
 
     def walk(node: Any, path: tuple[str | int, ...]) -> None:
@@ -140,10 +143,14 @@ def _read_secret_files(src: yamlsrc.Sourced) -> list[ConfigIssue]:
                     try:
                         node[target] = fp.read_text(encoding="utf-8").strip()
                     except OSError as e:
-                        issues.append(ConfigIssue(src.file, src.line(kp), yamlsrc.dotted(kp), f"cannot read secret file {v}: {e.strerror or e}"))
+                        issue = ConfigIssue(src.file, src.line(kp), yamlsrc.dotted(kp), f"cannot read secret file {v}: {e.strerror or e}")
+                        issues.append(src.redact(issue, kp))
                         continue
                     del node[k]
-                    src.lines[path + (target,)] = src.line(kp) or 0
+                    tp = path + (target,)
+                    src.lines[tp] = src.line(kp) or 0
+                    src.origins[tp] = "file"
+                    src.hidden[tp] = (node[target],)
                 else:
                     walk(v, path + (k,))
         elif isinstance(node, list):
@@ -154,31 +161,78 @@ def _read_secret_files(src: yamlsrc.Sourced) -> list[ConfigIssue]:
     return issues
 
 
+def _holds_no_password(url: str) -> bool:
+    """``sqlite:///state.db`` or ``postgresql://user@host/db``: nothing secret in it."""
+    parts = urlsplit(url)
+    return parts.password is None and "password" not in parts.query.lower()
+
+
+# Secret fields whose value is not secret when it holds no password (a SQLite path).
+_SECRET_UNLESS_NO_PASSWORD = {("state", "url")}
+
+
+def literal_secrets(model: BaseModel, src: yamlsrc.Sourced, prefix: tuple[str | int, ...] = ()) -> list[ConfigIssue]:
+    """Every ``SecretStr`` in ``model`` whose value is written in the file itself (not ``${ENV}``, not ``<key>_file``).
+
+    ``prefix`` is where ``model`` sits in ``src``. Values left at their defaults are not in the file and
+    pass. The issues never contain the value."""
+    issues: list[ConfigIssue] = []
+
+    def walk(value: Any, path: tuple[str | int, ...]) -> None:
+        if isinstance(value, SecretStr):
+            if path not in src.lines or src.origin(path) != "literal":
+                return
+            if path in _SECRET_UNLESS_NO_PASSWORD and _holds_no_password(value.get_secret_value()):
+                return
+            name = path[-1]
+            issues.append(ConfigIssue(
+                src.file, src.line(path), yamlsrc.dotted(path),
+                f"this is a secret: set it with ${{ENV_VAR}} or {name}_file: PATH, not in the config file",
+            ))
+        elif isinstance(value, BaseModel):
+            for name, f in type(value).model_fields.items():
+                walk(getattr(value, name), path + (f.alias or name,))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, path + (k,))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, path + (i,))
+
+    walk(model, tuple(prefix))
+    return issues
+
+
 def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
-    """Read, interpolate and validate a config file. Raises ConfigError with file:line issues."""
+    """Read, interpolate and validate a config file. Raises ConfigError with file:line issues.
+
+    Secrets (``SecretStr`` fields) must come from ``${ENV}`` or ``<key>_file``, not from the file."""
     p = Path(path)
     src = yamlsrc.load(p)
     if src.data is None:
-        src.data = {}
+        raise ConfigError.single(str(p), None, "", "the config file is empty; `costguard demo` writes a working one to start from")
     if not isinstance(src.data, dict):
         raise ConfigError.single(str(p), 1, "", "the config file must be a YAML mapping (key: value)")
     issues = _read_secret_files(src)
     for i, prov in enumerate(src.data.get("providers") or []):
         if isinstance(prov, dict) and prov.get("type") not in PROVIDER_TYPES:
-            issues.append(
-                ConfigIssue(
-                    str(p),
-                    src.line(("providers", i, "type")),
-                    f"providers[{i}].type",
-                    f"unknown provider type {prov.get('type')!r}; this version supports: {', '.join(PROVIDER_TYPES)}",
-                )
+            tp = ("providers", i, "type")
+            issue = ConfigIssue(
+                str(p),
+                src.line(tp),
+                f"providers[{i}].type",
+                f"unknown provider type {prov.get('type')!r}; this version supports: {', '.join(PROVIDER_TYPES)}",
             )
+            issues.append(src.redact(issue, tp))
     if issues:
         raise ConfigError(issues)
     try:
         cfg = Config.model_validate(src.data)
     except ValidationError as e:
         raise ConfigError(yamlsrc.issues_from_validation(e, src)) from None
+    issues = literal_secrets(cfg, src)
+    if issues:
+        raise ConfigError(issues)
     return LoadedConfig(cfg, p, src)
 
 

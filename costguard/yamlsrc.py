@@ -3,15 +3,22 @@
 ``load(path)`` returns a :class:`Sourced` document: the plain Python value plus a map from key
 paths (tuples of str/int) to 1-based line numbers. ``issues_from_validation`` turns a pydantic
 ``ValidationError`` into :class:`ConfigIssue` objects that point at the offending line.
+
+``${VAR}`` and ``${VAR:-default}`` are replaced from the environment *after* parsing, inside string
+values only: a substituted value is never read as YAML, so ``#``, ``*``, ``: ``, quotes and newlines
+arrive as they are. A value that is exactly ``${VAR}`` stays a string (pydantic converts it where
+the model wants a number or a boolean). ``$${`` is a literal ``${``. Keys are never interpolated.
+``Sourced.origin(path)`` tells whether a value came from the environment, a secret file or the file
+itself, and error messages never show a value that came from the environment or a secret file.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ValidationError
@@ -19,17 +26,23 @@ from pydantic import ValidationError
 from costguard.errors import ConfigError, ConfigIssue
 
 Path_ = tuple[str | int, ...]
+Origin = Literal["env", "file", "literal"]
 
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ``$${`` (escape), ``${NAME}``, ``${NAME:-default}``; a bare ``${`` that is neither is an error.
+_REF = re.compile(r"\$\$\{|\$\{(?:([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}$]|\$(?!\{))*))?\})?")
+_BAD_REF = "not a valid reference: write ${NAME} or ${NAME:-default} (NAME: letters, digits, _), or $${ for a literal ${"
+_KEY_REF = "${...} in a key is not supported (only values are interpolated)"
 
 
 @dataclass
 class Sourced:
-    """A YAML document with the line of every key path."""
+    """A YAML document with the line of every key path and the origin of substituted values."""
 
     file: str
-    data: Any
+    data: Any = field(repr=False)
     lines: dict[Path_, int] = field(default_factory=dict)
+    origins: dict[Path_, Origin] = field(default_factory=dict)  # only values from "env" or "file"
+    hidden: dict[Path_, tuple[str, ...]] = field(default_factory=dict, repr=False)  # those values, kept out of messages
 
     def line(self, path: Path_) -> int | None:
         """Line of ``path``, or of its nearest ancestor that has one."""
@@ -40,54 +53,117 @@ class Sourced:
             p = p[:-1]
         return self.lines.get((), None)
 
+    def origin(self, path: Path_) -> Origin:
+        """``"env"`` if a set environment variable went into the value at ``path``, ``"file"`` if it
+        was read from a ``<key>_file``, else ``"literal"`` (written in the file, or a ``:-`` default)."""
+        return self.origins.get(tuple(path), "literal")
+
+    def redact(self, issue: ConfigIssue, under: Path_ = ()) -> ConfigIssue:
+        """``issue`` with every environment or secret-file value at or below ``under`` shown as ``***``."""
+        n = len(under)
+        values = {v for p, vs in self.hidden.items() if p[:n] == tuple(under) for v in vs if v}
+        key, message = issue.key, issue.message
+        for v in sorted(values, key=len, reverse=True):
+            key, message = key.replace(v, "***"), message.replace(v, "***")
+        return replace(issue, key=key, message=message)
+
     def sub(self, prefix: Path_) -> "Sourced":
         """The part of the document under ``prefix`` (paths re-rooted)."""
-        n = len(prefix)
         node: Any = self.data
         for k in prefix:
             node = node[k]
-        lines = {p[n:]: ln for p, ln in self.lines.items() if p[:n] == tuple(prefix)}
-        return Sourced(self.file, node, lines)
+        return Sourced(self.file, node, _under(self.lines, prefix), _under(self.origins, prefix), _under(self.hidden, prefix))
 
 
-def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], file: str) -> Any:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        for knode, vnode in node.value:
-            if knode.tag == "tag:yaml.org,2002:merge":
-                raise ConfigError.single(file, knode.start_mark.line + 1, _dotted(path), "YAML merge keys (<<) are not supported")
-            key = yaml.SafeLoader.construct_scalar(_LOADER, knode) if isinstance(knode, yaml.ScalarNode) else None
-            if key is None or not isinstance(key, str):
-                key = str(_walk(knode, path, {}, file))
-            if key in out:
-                raise ConfigError.single(file, knode.start_mark.line + 1, _dotted(path + (key,)), "duplicate key")
-            lines[path + (key,)] = knode.start_mark.line + 1
-            out[key] = _walk(vnode, path + (key,), lines, file)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_walk(v, path + (i,), lines, file) for i, v in enumerate(node.value)]
-    return _LOADER.construct_object(node, deep=True)
+def _under(d: dict[Path_, Any], prefix: Path_) -> dict[Path_, Any]:
+    n = len(prefix)
+    return {p[n:]: v for p, v in d.items() if p[:n] == tuple(prefix)}
+
+
+@dataclass
+class _Walk:
+    file: str
+    interpolate: bool
+    out: Sourced
+    issues: list[ConfigIssue] = field(default_factory=list)
+
+    def node(self, node: yaml.Node, path: Path_) -> Any:
+        self.out.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for knode, vnode in node.value:
+                line = knode.start_mark.line + 1
+                if knode.tag == "tag:yaml.org,2002:merge":
+                    raise ConfigError.single(self.file, line, _dotted(path), "YAML merge keys (<<) are not supported")
+                if isinstance(knode, yaml.ScalarNode):
+                    key = _LOADER.construct_scalar(knode)
+                else:
+                    key = str(_Walk(self.file, False, Sourced(self.file, None)).node(knode, path))
+                if self.interpolate and "${" in key:
+                    self.issues.append(ConfigIssue(self.file, line, _dotted(path + (key,)), _KEY_REF))
+                if key in out:
+                    raise ConfigError.single(self.file, line, _dotted(path + (key,)), "duplicate key")
+                self.out.lines[path + (key,)] = line
+                out[key] = self.node(vnode, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.node(v, path + (i,)) for i, v in enumerate(node.value)]
+        value = _LOADER.construct_object(node, deep=True)
+        if self.interpolate and isinstance(value, str) and "$" in value:
+            value = self.substitute(value, node, path)
+        return value
+
+    def substitute(self, text: str, node: yaml.Node, path: Path_) -> str:
+        used: list[str] = []
+
+        def one(m: re.Match[str]) -> str:
+            if m.group(0) == "$${":
+                return "${"
+            name, default = m.group(1), m.group(2)
+            line = node.start_mark.line + 1
+            if node.style == "|":  # a literal block keeps its line breaks: point at the reference's own line
+                line += 1 + text.count("\n", 0, m.start())
+            if name is None:
+                self.issues.append(ConfigIssue(self.file, line, _dotted(path), _BAD_REF))
+                return ""
+            value = os.environ.get(name)
+            if value is not None:
+                used.append(value)
+                return value
+            if default is None:
+                message = f"environment variable ${{{name}}} is not set (and has no :-default)"
+                self.issues.append(ConfigIssue(self.file, line, _dotted(path), message))
+                return ""
+            return default
+
+        result = _REF.sub(one, text)
+        if used:
+            self.out.origins[path] = "env"
+            self.out.hidden[path] = tuple(used)
+        return result
 
 
 _LOADER = yaml.SafeLoader("")
 
 
 def loads(text: str, file: str = "<string>", *, interpolate_env: bool = True) -> Sourced:
-    """Parse YAML text; ``${VAR}`` / ``${VAR:-default}`` are replaced from the environment."""
-    if interpolate_env:
-        text = _interpolate(text, file)
+    """Parse YAML text; then ``${VAR}`` / ``${VAR:-default}`` in string values come from the environment."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
-        raise ConfigError.single(file, line, "", f"invalid YAML: {e.problem or e}") from None
+        hint = ""
+        if interpolate_env and mark and "${" in (text.splitlines()[mark.line:mark.line + 1] or [""])[0]:
+            hint = ' (inside { } or [ ], put a ${...} reference in quotes: "${VAR}")'
+        raise ConfigError.single(file, line, "", f"invalid YAML: {e.problem or e}{hint}") from None
     if node is None:
         return Sourced(file, None, {(): 1})
-    lines: dict[Path_, int] = {}
-    data = _walk(node, (), lines, file)
-    return Sourced(file, data, lines)
+    walk = _Walk(file, interpolate_env, Sourced(file, None))
+    walk.out.data = walk.node(node, ())
+    if walk.issues:
+        raise ConfigError(walk.issues)
+    return walk.out
 
 
 def load(path: str | os.PathLike[str], *, interpolate_env: bool = True) -> Sourced:
@@ -99,31 +175,6 @@ def load(path: str | os.PathLike[str], *, interpolate_env: bool = True) -> Sourc
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError.single(str(path), None, "", f"cannot read: {e}") from None
     return loads(text, str(path), interpolate_env=interpolate_env)
-
-
-def _interpolate(text: str, file: str) -> str:
-    issues: list[ConfigIssue] = []
-    out_lines = []
-    for lineno, line in enumerate(text.splitlines(keepends=True), start=1):
-        stripped = line.lstrip()
-        if stripped.startswith("#"):
-            out_lines.append(line)
-            continue
-
-        def sub(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            val = os.environ.get(name)
-            if val is None:
-                if default is not None:
-                    return default
-                issues.append(ConfigIssue(file, lineno, "", f"environment variable ${{{name}}} is not set"))
-                return ""
-            return val
-
-        out_lines.append(_ENV.sub(sub, line))
-    if issues:
-        raise ConfigError(issues)
-    return "".join(out_lines)
 
 
 def _dotted(path: Path_) -> str:
@@ -150,7 +201,7 @@ def issues_from_validation(err: ValidationError, src: Sourced, prefix: Path_ = (
             msg = "unknown key (check the spelling; allowed keys are in the docs)"
         elif e["type"] == "missing":
             msg = "required key is missing"
-        out.append(ConfigIssue(src.file, src.line(full), key, msg))
+        out.append(src.redact(ConfigIssue(src.file, src.line(full), key, msg), full))
     return out
 
 
