@@ -52,8 +52,6 @@ def sample_project(tmp_path: Path) -> Path:
     """A project folder with the FOCUS sample as an export and no rules yet."""
     (tmp_path / "exports").mkdir()
     shutil.copy(SAMPLE, tmp_path / "exports" / "focus_sample.csv")
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "none.yaml").write_text("[]\n")
     write_config(
         tmp_path,
         """
@@ -62,7 +60,7 @@ def sample_project(tmp_path: Path) -> Path:
           - name: sample
             type: focus
             paths: ["exports/*.csv"]
-        rules: [rules/]
+        rules: []
         """,
     )
     return tmp_path

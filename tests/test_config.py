@@ -115,9 +115,7 @@ def test_validate_reports_rules_owners_and_schedule_with_lines(cli, tmp_path):
 
 
 def test_validate_clean_config_exits_0(cli, tmp_path):
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "r.yaml").write_text("[]\n")
-    cfg = write_config(tmp_path, "rules: [rules/]\n")
+    cfg = write_config(tmp_path, "rules: []\n")
     r = cli("validate", "-c", cfg)
     assert "OK" in r.stdout
 

@@ -34,7 +34,10 @@ class CommonKeys(BaseModel):
 
 
 def load_rules(paths: Sequence[str | Path], *, base_dir: Path) -> list[RuleInstance]:
-    """Load rule files and folders (``*.yaml``/``*.yml``, sorted, not recursive), relative to ``base_dir``."""
+    """Load rule files and folders (``*.yaml``/``*.yml``, sorted, not recursive), relative to ``base_dir``.
+
+    ``paths == []`` (the config says ``rules: []``) means no rules. Paths that exist but hold no rule
+    at all, taken together, are an error: an empty or misplaced folder would otherwise silently check nothing."""
     issues: list[ConfigIssue] = []
     rules: list[RuleInstance] = []
     seen: dict[str, tuple[str, int | None]] = {}  # id -> (file, line) of its first definition
@@ -48,6 +51,17 @@ def load_rules(paths: Sequence[str | Path], *, base_dir: Path) -> list[RuleInsta
         rules.extend(_rules_in(src, seen, issues))
     if issues:
         raise ConfigError(issues)
+    if paths and not rules:
+        names = [_shown(base_dir / p, base_dir) + ("/" if (base_dir / p).is_dir() else "") for p in paths]
+        if len(names) > 1:
+            what = "these rule files and folders hold"
+        else:
+            what = "this rules folder holds" if names[0].endswith("/") else "this rule file holds"
+        raise ConfigError.single(
+            ", ".join(names), None, "",
+            f"{what} no rules (a rules folder holds *.yaml files, each a YAML list of rules); "
+            "write some, or set `rules: []` in the config to run without rules",
+        )
     return rules
 
 
@@ -79,7 +93,9 @@ def _rules_in(src: yamlsrc.Sourced, seen: dict[str, tuple[str, int | None]], iss
         return []
     out = []
     for i, item in enumerate(src.data):
+        n = len(issues)
         rule = _rule(src, i, item, seen, issues)
+        issues[n:] = [src.redact(iss, (i,)) for iss in issues[n:]]  # a rule id or kind may come from ${ENV}
         if rule is not None:
             out.append(rule)
     return out
