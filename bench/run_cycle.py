@@ -10,14 +10,14 @@ each measurement (the machine has 2 cores; a concurrent job skews the numbers). 
   THE baseline of the "within 1.5x" target;
 * ``duckdb+lake``: the same plus a copy of every row (with a day column) written as parquet
   partitioned by day, lz4: the like-for-like reference for costguard's ``keep_rows: true`` lake;
-* ``costguard``: ``costguard run --once -c <generated config> --as-of <last complete day> --dry-run``
+* ``costguard``: ``costguard run --once -c <generated config> --as-of <last complete day>`` (a fresh state each time)
   with state and lake in a temp dir, one ``type: focus`` provider over the generated parquet, the
   repo's ``rules/`` pack and the default config (``ingest.keep_rows: true``);
 * ``costguard-rollup-only``: the same with ``ingest: {keep_rows: false}`` (daily rollups only).
 
 After each costguard contender, ``costguard costs --by ProviderName --metric BilledCost --format json``
 is compared with ``expected.json`` (exact generator totals of the days up to ``--as-of``) to the cent:
-``reconciles: true/false``. ``--dry-run`` still ingests into the lake; only findings are not stored.
+``reconciles: true/false``.
 
 ``--incremental``: generate (or reuse) a 62-day data set with ``--incremental-rows`` rows per 30 days
 (default 10M, the 10m tier's daily volume), fill a lake with the first 60 complete days, then expose
@@ -163,7 +163,7 @@ def run_costguard(cmd: list[str] | None, data_glob: str, inventory: Path | None,
     if cmd is None:
         return {"contender": name, "status": "costguard: not runnable yet"}
     cfg = write_config(workdir, data_glob, inventory, keep_rows=keep_rows)
-    r = measure([*cmd, "run", "--once", "-c", str(cfg), "--as-of", as_of.isoformat(), "--dry-run"], cwd=workdir)
+    r = measure([*cmd, "run", "--once", "-c", str(cfg), "--as-of", as_of.isoformat()], cwd=workdir)
     ok = r["rc"] == 0
     res = {"contender": name, "keep_rows": keep_rows, "status": "ok" if ok else f"failed rc={r['rc']}", **_keep(r),
            "stdout_tail": r["stdout"][-1500:]}

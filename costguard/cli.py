@@ -1,7 +1,7 @@
 """The command line. It parses arguments, then calls ``app.py``; it builds nothing itself.
 
 Exit codes: 0 done · 1 failed · 2 bad usage, config or rules (nothing was done) ·
-3 done, but at least one provider failed.
+3 done, but at least one provider (or receiver) failed.
 """
 
 from __future__ import annotations
@@ -9,7 +9,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import sys
+import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -18,10 +21,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from costguard import __version__
 from costguard.errors import ConfigError, CostguardError, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 MICRO = Decimal("0.000001")
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"costguard {__version__}\n")
+        raise typer.Exit(EXIT_OK)
+
 
 app = typer.Typer(
     name="costguard",
@@ -38,6 +49,14 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """FinOps cost governance on the FOCUS schema."""
+
 
 ConfigOpt = Annotated[
     Optional[str],
@@ -65,8 +84,51 @@ class Metric(str, Enum):
     ContractedCost = "ContractedCost"
 
 
+class SafeOut:
+    """stdout that survives its reader going away (``costguard run --once | head -1``): after a
+    BrokenPipeError further output is dropped and the command finishes its work."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, s: str) -> int:
+        if not self.broken:
+            try:
+                self.stream.write(s)
+                self.stream.flush()
+            except BrokenPipeError:
+                self._broke()
+        return len(s)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._broke()
+
+    def _broke(self) -> None:
+        self.broken = True
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null so the interpreter's final flush cannot fail either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def _err(msg: str) -> None:
     sys.stderr.write(msg.rstrip() + "\n")
+
+
+def _usage(msg: str) -> typer.Exit:
+    _err(f"error: {msg}")
+    return typer.Exit(EXIT_USAGE)
 
 
 def _date(value: str | None, flag: str) -> date | None:
@@ -75,15 +137,12 @@ def _date(value: str | None, flag: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        _err(f"error: {flag} {value!r} is not a date; use YYYY-MM-DD, e.g. {flag} 2026-01-31")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise _usage(f"{flag} {value!r} is not a date; use YYYY-MM-DD, e.g. {flag} 2026-01-31") from None
 
 
 def _setup_logging(*, daemon: bool = False) -> None:
     """Info-level events for machines (the daemon, CI, log collectors); warnings only for a person
     at a terminal, who sees the progress lines instead. COSTGUARD_LOG_LEVEL overrides both."""
-    import os
-
     from costguard.logs import configure_logging
 
     default = "info" if daemon or not sys.stderr.isatty() else "warning"
@@ -91,8 +150,7 @@ def _setup_logging(*, daemon: bool = False) -> None:
     try:
         configure_logging(level=level)
     except ValueError:
-        _err(f"error: COSTGUARD_LOG_LEVEL={level!r} is not a level; use debug, info, warning or error")
-        raise typer.Exit(EXIT_USAGE) from None
+        raise _usage(f"COSTGUARD_LOG_LEVEL={level!r} is not a level; use debug, info, warning or error") from None
 
 
 def _load(config: str | None):  # -> LoadedConfig
@@ -106,13 +164,7 @@ def _progress(msg: str) -> None:
     sys.stderr.flush()
 
 
-def _build_app(config: str | None, **kw: Any):
-    from costguard.app import App
-
-    return App(_load(config), out=sys.stdout, progress=_progress, **kw)
-
-
-def _guard(fn):  # maps costguard errors to exit codes, for every command
+def _guard(fn):  # maps costguard errors to exit codes and one line each, for every command
     import functools
 
     @functools.wraps(fn)
@@ -120,7 +172,8 @@ def _guard(fn):  # maps costguard errors to exit codes, for every command
         try:
             return fn(*a, **k)
         except ConfigError as e:
-            _err("error: bad configuration (nothing was done):\n" + "\n".join(f"  {i}" for i in e.issues))
+            where = "usage" if all(i.file == "<command line>" for i in e.issues) else "configuration"
+            _err(f"error: bad {where} (nothing was done):\n" + "\n".join(f"  {i}" for i in e.issues))
             raise typer.Exit(EXIT_USAGE) from None
         except StoreError as e:
             _err(f"error: state store: {e}")
@@ -128,32 +181,63 @@ def _guard(fn):  # maps costguard errors to exit codes, for every command
         except CostguardError as e:
             _err(f"error: {e}")
             raise typer.Exit(EXIT_FAILED) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(EXIT_OK) from None
 
     return wrapper
 
 
-def _jsonable(v: Any) -> Any:
+# ---- output ---------------------------------------------------------------------------------------
+
+
+def _decimal_text(d: Decimal) -> str:
+    """An exact decimal without exponent or padding: ``Decimal('9.4E-5')`` → ``0.000094``."""
+    if d == d.to_integral_value():
+        return f"{d.quantize(Decimal(1)):f}"
+    return f"{d.normalize():f}"
+
+
+def dumps(value: Any) -> str:
+    """JSON where every Decimal is a number printed from the Decimal itself (never via float), so
+    amounts arrive exactly as stored; dates and datetimes are ISO strings."""
+    marker = f"@@dec-{uuid.uuid4().hex}:"
+
+    def enc(v: Any) -> Any:
+        if isinstance(v, Decimal):
+            return f"{marker}{_decimal_text(v)}" if v.is_finite() else None
+        if isinstance(v, (datetime, date)):
+            return v.isoformat()
+        if isinstance(v, dict):
+            return {k: enc(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple, set)):
+            return [enc(x) for x in v]
+        return v
+
+    text = json.dumps(enc(value), ensure_ascii=False)
+    return re.sub(f'"{re.escape(marker)}(-?[0-9.]+)"', r"\1", text) if marker in text else text
+
+
+def _plain(v: Any) -> Any:
     if isinstance(v, Decimal):
-        return float(v)
+        return _decimal_text(v) if v.is_finite() else ""
     if isinstance(v, (datetime, date)):
         return v.isoformat()
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+    if isinstance(v, (dict, list)):
+        return dumps(v)
     return v
 
 
 def _print_rows(rows: list[dict], columns: list[str], fmt: Fmt) -> None:
     if fmt is Fmt.json:
-        sys.stdout.write(json.dumps([_jsonable(r) for r in rows], indent=None) + "\n")
+        sys.stdout.write(dumps(rows) + "\n")
         return
     if fmt is Fmt.csv:
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         for r in rows:
-            w.writerow({k: (json.dumps(_jsonable(v)) if isinstance(v, (dict, list)) else _jsonable(v)) for k, v in r.items()})
+            w.writerow({k: _plain(v) for k, v in r.items()})
         sys.stdout.write(buf.getvalue())
         return
     cells = [[_cell(r.get(c)) for c in columns] for r in rows]
@@ -184,32 +268,40 @@ def _cell(v: Any) -> str:
     return s if len(s) <= 70 else s[:67] + "..."
 
 
-# ---- commands -----------------------------------------------------------------------------------
+# ---- commands -------------------------------------------------------------------------------------
 
 @app.command()
 @_guard
 def run(
     config: ConfigOpt = None,
     once: Annotated[bool, typer.Option("--once", help="Run one full cycle and exit (the daemon is `costguard serve`).")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Deliver nothing and leave findings untouched; print what would be sent.")] = False,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="DATE", help="Evaluate as if the run happened at the end of DATE (YYYY-MM-DD), to backtest rules on history.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Ingest into a scratch area, evaluate, and print what would change and be sent; the lake, the findings store and the receivers are left alone.")] = False,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="DATE", help="Evaluate as if the run happened at the end of DATE (YYYY-MM-DD). Earlier than the last recorded run: a backtest, which stores and sends nothing (see --record).")] = None,
+    record: Annotated[bool, typer.Option("--record", help="With an --as-of earlier than the last recorded run: land the data and update the findings store anyway.")] = False,
     trigger: Annotated[str, typer.Option("--trigger", hidden=True, help="Who started the run (the daemon passes schedule/startup).")] = "cli",
     run_id: Annotated[Optional[str], typer.Option("--run-id", hidden=True, help="Run id chosen by the daemon.")] = None,
 ) -> None:
     """Run one cycle: ingest → evaluate rules → track findings → deliver.
 
-    Example:  costguard run --once -c costguard.yaml --as-of 2026-01-31 --dry-run
+    Examples:
+      costguard run --once -c costguard.yaml
+      costguard run --once -c costguard.yaml --dry-run
+      costguard run --once -c costguard.yaml --as-of 2026-01-31     (a backtest when older than the last run)
     """
     if not once:
-        _err("error: `run` needs --once (for the long-running daemon use `costguard serve -c FILE`)")
-        raise typer.Exit(EXIT_USAGE)
+        raise _usage("`run` needs --once (for the long-running daemon use `costguard serve -c FILE`)")
     import signal
     import threading
+
+    from costguard.app import build_cycle
+    from costguard.daemon import watch_parent
 
     day = _date(as_of, "--as-of")
     _setup_logging()
     stop = threading.Event()
-    a = _build_app(config, stop=stop)
+    watch_parent(stop)
+    out = SafeOut(sys.stdout)
+    cycle = build_cycle(_load(config), out=out, progress=_progress, stop=stop)
 
     def handle(signum: int, _frame: object) -> None:  # finish the current step, record "cancelled"
         _progress(f"{signal.Signals(signum).name}: stopping at the next safe point")
@@ -217,13 +309,13 @@ def run(
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        outcome = a.run_cycle(as_of=day, dry_run=dry_run, trigger=trigger, run_id=run_id)
+        outcome = cycle.run(as_of=day, dry_run=dry_run, record=record, trigger=trigger, run_id=run_id)
     finally:
         for sig, h in previous.items():
             signal.signal(sig, h)
-        a.close()
+        cycle.close()
     if outcome.status == "cancelled":
-        _err("stopped before the cycle finished; days already written are complete and kept")
+        _err("stopped before the cycle finished; sources already landed are complete and kept")
     raise typer.Exit(outcome.exit_code)
 
 
@@ -235,12 +327,12 @@ def serve(config: ConfigOpt = None) -> None:
     The schedule (cron + timezone) and the listen address come from the config's `schedule:` and
     `server:` sections. At start a cycle runs at once if the last successful one is older than the
     schedule period. SIGTERM/SIGINT stop it cleanly: a running cycle stops at the next safe point
-    and its run record says so.
+    and its run record says so. One daemon per state: a second `serve` on the same lake refuses to start.
     """
-    from costguard.daemon import serve as run_daemon
+    from costguard.app import build_daemon
 
     _setup_logging(daemon=True)
-    raise typer.Exit(run_daemon(_load(config)))
+    raise typer.Exit(build_daemon(_load(config)).run())
 
 
 @app.command()
@@ -272,63 +364,132 @@ def validate(config: ConfigOpt = None) -> None:
 
 FINDING_COLUMNS = ["fingerprint", "severity", "kind", "status", "rule", "owner", "monthly_cost", "monthly_savings", "currency", "title"]
 
+findings_app = typer.Typer(
+    help="List findings from the state store, or show one with its history (`findings show FP`).",
+    no_args_is_help=False, rich_markup_mode=None, add_completion=False,
+)
+app.add_typer(findings_app, name="findings")
 
-@app.command()
+
+@findings_app.callback(invoke_without_command=True)
 @_guard
 def findings(
+    ctx: typer.Context,
     config: ConfigOpt = None,
     status: Annotated[Status, typer.Option("--status", help="Which findings to list.")] = Status.open,
     kind: Annotated[Optional[str], typer.Option("--kind", help="Only this kind: tag, budget, rightsizing, idle, anomaly, commitment, data.")] = None,
+    owner: Annotated[Optional[str], typer.Option("--owner", help="Only findings owned by this team (use - for unowned).")] = None,
+    severity: Annotated[Optional[str], typer.Option("--severity", help="Only this severity or worse: info, warning, critical.")] = None,
+    rule: Annotated[Optional[str], typer.Option("--rule", help="Only findings of this rule id.")] = None,
     fmt: Annotated[Fmt, typer.Option("--format", help="table for people; json (one array on stdout) or csv for scripts.")] = Fmt.table,
 ) -> None:
     """List findings from the state store (most severe and most expensive first).
 
-    Example:  costguard findings -c costguard.yaml --status all --format json | jq '.[].title'
+    Examples:
+      costguard findings -c costguard.yaml --owner payments --severity warning
+      costguard findings -c costguard.yaml --status all --format json | jq '.[].title'
+      costguard findings show 3f2a9c1b77e0 -c costguard.yaml
     """
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = {"config": config}
+        return
     from costguard.app import list_findings
+    from costguard.model import SEVERITIES
 
-    rows = list_findings(_load(config), status=status.value, kind=kind)
+    if severity is not None and severity not in SEVERITIES:
+        raise _usage(f"--severity {severity!r}: use one of {', '.join(SEVERITIES)}")
+    rows = list_findings(_load(config), status=status.value, kind=kind, owner=owner, min_severity=severity, rule=rule)
+    if rows is None:
+        if fmt is Fmt.table:
+            sys.stdout.write("no findings yet: no cycle has run (try `costguard run --once -c FILE`)\n")
+        else:
+            _print_rows([], FINDING_COLUMNS, fmt)
+        return
     if fmt is Fmt.table:  # short fingerprint for people; json/csv keep the full one
-        rows_t = [{**r, "fingerprint": r["fingerprint"][:12]} for r in rows]
-        if not rows_t:
+        if not rows:
             sys.stdout.write(f"no {status.value if status is not Status.all else ''} findings\n".replace("  ", " "))
             return
-        _print_rows(rows_t, FINDING_COLUMNS, fmt)
+        _print_rows([{**r, "fingerprint": r["fingerprint"][:12]} for r in rows], FINDING_COLUMNS, fmt)
         return
-    cols = list(rows[0].keys()) if rows else FINDING_COLUMNS
-    _print_rows(rows, cols, fmt)
+    _print_rows(rows, list(rows[0].keys()) if rows else FINDING_COLUMNS, fmt)
+
+
+@findings_app.command("show")
+@_guard
+def findings_show(
+    ctx: typer.Context,
+    fingerprint: Annotated[str, typer.Argument(help="The finding's fingerprint (or a unique prefix of at least 6 characters).")],
+    config: ConfigOpt = None,
+    fmt: Annotated[Fmt, typer.Option("--format", help="table for people; json for scripts.")] = Fmt.table,
+) -> None:
+    """One finding with everything it carries and its event history (new, updated, resolved, …)."""
+    from costguard.app import finding_detail
+
+    config = config or (ctx.obj or {}).get("config")
+    got = finding_detail(_load(config), fingerprint)
+    if got is None:
+        _err(f"error: no finding with fingerprint {fingerprint!r}; see `costguard findings --status all`")
+        raise typer.Exit(EXIT_FAILED)
+    f, events = got
+    if fmt is not Fmt.table:
+        sys.stdout.write(dumps([{**f, "events": events}]) + "\n")
+        return
+    w = sys.stdout.write
+    w(f"{f['title']}\n\n")
+    for k, v in f.items():
+        if k not in ("title", "evidence"):
+            w(f"  {k:<20} {_plain(v) if v is not None else '-'}\n")
+    w("  evidence\n")
+    for k, v in (f.get("evidence") or {}).items():
+        w(f"    {k:<18} {_plain(v)}\n")
+    w("\nhistory\n")
+    for e in events:
+        detail = f"  {dumps(e['detail'])}" if e.get("detail") else ""
+        w(f"  {e['at']:%Y-%m-%d %H:%M}  {e['event']:<10} run {e.get('run_id') or '-'}{detail}\n")
 
 
 @app.command()
 @_guard
 def costs(
     config: ConfigOpt = None,
-    by: Annotated[str, typer.Option("--by", help="Comma-separated FOCUS columns and/or tag:KEY, e.g. ProviderName,ServiceName or tag:team.")] = "ProviderName",
+    by: Annotated[str, typer.Option("--by", help="Comma-separated FOCUS columns, source, day, week, month and/or tag:KEY, e.g. ServiceName,tag:team or month,ProviderName.")] = "ProviderName",
     from_: Annotated[Optional[str], typer.Option("--from", metavar="DATE", help="First day included (YYYY-MM-DD).")] = None,
     to: Annotated[Optional[str], typer.Option("--to", metavar="DATE", help="First day NOT included (YYYY-MM-DD); periods are half-open like FOCUS.")] = None,
     metric: Annotated[Metric, typer.Option("--metric", help="Which FOCUS cost to sum.")] = Metric.BilledCost,
     fmt: Annotated[Fmt, typer.Option("--format", help="table, json or csv.")] = Fmt.table,
+    exact: Annotated[bool, typer.Option("--exact", help="json/csv: every stored decimal place (10) instead of a millionth of the currency unit.")] = False,
 ) -> None:
-    """Sum costs from the lake, grouped by FOCUS columns or tags.
+    """Sum costs from the lake, grouped by FOCUS columns, tags or time, always per BillingCurrency.
 
-    Example:  costguard costs -c costguard.yaml --by ServiceName,tag:team --from 2026-01-01 --to 2026-02-01
+    json and csv amounts are decimal numbers printed from the exact sum (never through a float),
+    to a millionth of the currency unit (all 10 stored places with --exact).
+
+    Examples:
+      costguard costs -c costguard.yaml --by ServiceName,tag:team --from 2026-01-01 --to 2026-02-01
+      costguard costs -c costguard.yaml --by month --metric EffectiveCost --format csv
     """
     start, end = _date(from_, "--from"), _date(to, "--to")
+    if start and end and end <= start:
+        raise _usage(f"--to {end} is not after --from {start} (--to is the first day NOT included)")
     cols = [c.strip() for c in by.split(",") if c.strip()]
     if not cols:
-        _err("error: --by needs at least one column")
-        raise typer.Exit(EXIT_USAGE)
+        raise _usage("--by needs at least one column")
     from costguard.app import costs_query
 
-    df = costs_query(_load(config), cols, start=start, end=end, metric=metric.value)
+    answer = costs_query(_load(config), cols, start=start, end=end, metric=metric.value)
+    for w in answer.warnings:
+        _err(f"warning: {w}")
+    df = answer.frame
     rows = df.to_dicts()
+    for r in rows:
+        for c in ("day", "week", "month"):
+            if c in cols and isinstance(r.get(c), date):
+                r[c] = r[c].isoformat()
+        if fmt is not Fmt.table and not exact and r[metric.value] is not None:
+            r[metric.value] = r[metric.value].quantize(MICRO)
     if not rows and fmt is Fmt.table:
         sys.stdout.write("no costs in the lake for this selection (ingest first with `costguard run --once`, or widen --from/--to)\n")
         return
-    if fmt is not Fmt.table:  # a millionth of the currency unit; the lake keeps 10 places
-        for r in rows:
-            if r[metric.value] is not None:
-                r[metric.value] = r[metric.value].quantize(MICRO)
     _print_rows(rows, df.columns, fmt)
 
 
@@ -344,9 +505,13 @@ def snooze(
 
     Example:  costguard snooze 3f2a9c1b77e0 --until 2026-03-01 --reason "migration in Q1" -c costguard.yaml
     """
-    day = _date(until, "--until")
-    from costguard.app import snooze_finding
+    from costguard.app import snooze_finding, utcnow
 
+    day = _date(until, "--until")
+    assert day is not None
+    today = utcnow().date()
+    if day < today:
+        raise _usage(f"--until {day} is in the past (today is {today}); give the last day the finding should stay silent")
     f = snooze_finding(_load(config), fingerprint, until=day, reason=reason)
     sys.stdout.write(f"snoozed {f['fingerprint'][:12]} until {day.isoformat()}: {f['title']}\n")
 
@@ -365,7 +530,11 @@ def sim(
     from costguard.sim import SimSpec, generate, parse_rows
 
     end_day = _date(end, "--end") or utcnow().date()
-    manifest = generate(SimSpec(rows=parse_rows(rows), days=days, end=end_day, seed=seed), out, progress=_progress)
+    try:
+        n = parse_rows(rows)
+    except ValueError as e:
+        raise _usage(f"--rows {rows!r}: {e}") from None
+    manifest = generate(SimSpec(rows=n, days=days, end=end_day, seed=seed), out, progress=_progress)
     sys.stdout.write(f"wrote {manifest.get('rows', 0):,} rows to {out}\n")
 
 
@@ -381,11 +550,15 @@ def demo(
     from costguard.demo import run_demo
 
     _setup_logging()
-    raise typer.Exit(run_demo(folder, out=sys.stdout, progress=_progress))
+    raise typer.Exit(run_demo(folder, out=SafeOut(sys.stdout), progress=_progress))
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # a reader that went away is not an error of ours
+        _silence_stdout()
+        sys.exit(EXIT_OK)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from datetime import date
+from typing import Annotated, Any, Union
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from costguard import yamlsrc
 from costguard.errors import ConfigError, ConfigIssue
+from costguard.notify import RECEIVERS
+from costguard.providers import PROVIDERS, DEFAULT_EARLIEST
+from costguard.registry import Registry
 
 
 class _Model(BaseModel):
@@ -31,24 +35,19 @@ class IngestConfig(_Model):
     month_to_date: bool = Field(True, description="also re-pull every day of the current month")
     backfill_days: int = Field(90, ge=1, le=3660, description="how far back a cloud API provider pulls on first run")
     keep_rows: bool = Field(True, description="keep a normalised copy of every row in the lake (false: daily rollups only)")
+    earliest_date: date = Field(DEFAULT_EARLIEST, description="rows dated before this day are rejected (as are rows more than a year after the as-of day)")
 
 
-class FocusProviderConfig(_Model):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
-    type: Literal["focus"]
-    paths: list[str] = Field(min_length=1)
-    inventory: str | None = None
-    storage_options: dict[str, str] = Field(default_factory=dict)
-    endpoint_url: str | None = None
+def _union(registry: Registry[Any]) -> Any:
+    """The registered config models as one pydantic union, told apart by ``type``."""
+    classes = [cls for _name, cls in registry.items()]
+    if len(classes) == 1:
+        return classes[0]
+    return Annotated[Union[tuple(classes)], Field(discriminator="type")]  # noqa: UP007 (built at runtime)
 
 
-ProviderConfig = Annotated[FocusProviderConfig, Field(discriminator="type")]
-PROVIDER_TYPES = ("focus",)
-
-
-class ReceiverConfig(_Model):
-    type: Literal["console"]
-    group_by: Literal["owner", "rule", "kind"] = "owner"
+AnyProvider = _union(PROVIDERS)
+AnyReceiver = _union(RECEIVERS)
 
 
 class RouteConfig(_Model):
@@ -58,7 +57,7 @@ class RouteConfig(_Model):
 
 
 class NotifyConfig(_Model):
-    receivers: dict[str, ReceiverConfig] = Field(default_factory=lambda: {"console": ReceiverConfig(type="console")})
+    receivers: dict[str, AnyReceiver] = Field(default_factory=lambda: {"console": RECEIVERS.get("console")()})
     routes: list[RouteConfig] = Field(default_factory=list)
 
 
@@ -76,7 +75,7 @@ class ServerConfig(_Model):
 class Config(_Model):
     state: StateConfig = StateConfig()
     ingest: IngestConfig = IngestConfig()
-    providers: list[ProviderConfig] = Field(default_factory=list)
+    providers: list[AnyProvider] = Field(default_factory=list)
     rules: list[str] = Field(default_factory=lambda: ["rules/"])
     owners: str | None = None
     notify: NotifyConfig = NotifyConfig()
@@ -215,13 +214,13 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
         raise ConfigError.single(str(p), 1, "", "the config file must be a YAML mapping (key: value)")
     issues = _read_secret_files(src)
     for i, prov in enumerate(src.data.get("providers") or []):
-        if isinstance(prov, dict) and prov.get("type") not in PROVIDER_TYPES:
+        if isinstance(prov, dict) and prov.get("type") not in PROVIDERS:
             tp = ("providers", i, "type")
             issue = ConfigIssue(
                 str(p),
                 src.line(tp),
                 f"providers[{i}].type",
-                f"unknown provider type {prov.get('type')!r}; this version supports: {', '.join(PROVIDER_TYPES)}",
+                f"unknown provider type {prov.get('type')!r}; this version supports: {', '.join(PROVIDERS.names())}",
             )
             issues.append(src.redact(issue, tp))
     if issues:

@@ -2,31 +2,33 @@
 
 Each cycle runs in a child process (``costguard run --once`` with a run id chosen here). The
 daemon itself only schedules, serves HTTP and reads run records, so its memory stays small
-whatever the size of the bills (the child's memory goes back to the OS when it exits), and a
-crash inside a cycle cannot take the daemon down. Health and metrics are filled from the run
-record the child leaves in the state store.
+whatever the size of the bills, and a crash inside a cycle cannot take the daemon down. The
+child dies with the daemon (Linux: the kernel sends it SIGTERM; elsewhere it notices its parent
+is gone), and only one daemon runs per state (a lock file in the lake folder).
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-import structlog
-
-from costguard.config import LoadedConfig
+from costguard.errors import CostguardError
+from costguard.logs import get_logger
 from costguard.model import new_run_id
 
-log = structlog.get_logger("costguard.daemon")
+log = get_logger("costguard.daemon")
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+PARENT_ENV = "COSTGUARD_PARENT_PID"  # set for a cycle worker: the daemon it must not outlive
 
 
 def run_summary(run: dict) -> dict:
@@ -35,21 +37,87 @@ def run_summary(run: dict) -> dict:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in run.items() if k in keys}
 
 
+class AlreadyServing(CostguardError):
+    """Another ``costguard serve`` holds this state."""
+
+
+class ServeLock:
+    """One daemon per state: an exclusive lock on ``<lake>/.serve.lock`` for the daemon's life."""
+
+    def __init__(self, lake_root: Path) -> None:
+        self.path = Path(lake_root) / ".serve.lock"
+        self._fh: Any = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise AlreadyServing(
+                f"another costguard serve is using this state ({holder}; lock {self.path}); "
+                "stop it first: one daemon per state (leader election for several replicas comes with the Helm chart)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: ask the kernel to send this process SIGTERM when its parent (the daemon) dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def watch_parent(stop: threading.Event) -> None:
+    """In a cycle worker: set ``stop`` when the daemon that started it is gone (covers platforms
+    without PDEATHSIG, and a daemon killed with SIGKILL)."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not parent.isdigit():
+        return
+    pid = int(parent)
+
+    def loop() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != pid:
+                log.warning("parent_daemon_gone", parent_pid=pid)
+                stop.set()
+                return
+
+    threading.Thread(target=loop, name="parent-watch", daemon=True).start()
+
+
 class CycleWorker:
     """Runs one cycle as a child process and reports its run record to metrics and health."""
 
     def __init__(
         self,
-        loaded: LoadedConfig,
+        config_path: Path,
         *,
         store: Any,
         metrics: Any,
         health: Any,
         stop: threading.Event,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime],
         command: Sequence[str] | None = None,
     ) -> None:
-        self.loaded = loaded
+        self.config_path = config_path
         self.store = store
         self.metrics = metrics
         self.health = health
@@ -60,10 +128,18 @@ class CycleWorker:
     def __call__(self, trigger: str) -> None:
         if self.stop.is_set():
             return
+        self.store.mark_abandoned_runs(self.clock())
+        live = self.store.running_runs()
+        if live:  # e.g. a `run --once` in a terminal, or a worker that outlived a previous daemon
+            log.warning("cycle_skipped", trigger=trigger, reason="another cycle is still running",
+                        run_id=live[0]["run_id"], owner_pid=live[0].get("owner_pid"), owner_host=live[0].get("owner_host"))
+            return
         run_id = new_run_id(self.clock())
-        cmd = [*self.command, "run", "--once", "-c", str(self.loaded.path), "--trigger", trigger, "--run-id", run_id]
+        cmd = [*self.command, "run", "--once", "-c", str(self.config_path), "--trigger", trigger, "--run-id", run_id]
         log.info("cycle_worker_started", run_id=run_id, trigger=trigger)
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+        env = {**os.environ, PARENT_ENV: str(os.getpid())}
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         while proc.poll() is None:
             if self.stop.wait(timeout=0.5):
                 log.info("cycle_worker_stopping", run_id=run_id)
@@ -79,9 +155,9 @@ class CycleWorker:
             )
             run = self.store.get_run(run_id)
         log.info("cycle_worker_finished", run_id=run_id, exit_code=code, status=run["status"] if run else None)
-        self.observe(run, exit_code=code)
+        self.observe(run)
 
-    def observe(self, run: dict | None, *, exit_code: int) -> None:
+    def observe(self, run: dict | None) -> None:
         if run is None:  # the worker died before it could open the store (bad config is caught at start)
             self.metrics.record_cycle("failed", 0.0, self.clock().timestamp())
             return
@@ -101,66 +177,71 @@ class CycleWorker:
         self.health.set_last_run(run_summary(run))
 
 
-def serve(loaded: LoadedConfig, *, stop: threading.Event | None = None, command: Sequence[str] | None = None) -> int:
-    """Run until SIGTERM/SIGINT (or ``stop`` is set). Returns the process exit code."""
-    from costguard.app import check_config
-    from costguard.errors import ConfigError
-    from costguard.metrics import Metrics
-    from costguard.scheduler import CycleScheduler
-    from costguard.server import HealthState, HttpServer
-    from costguard.store import Store
+class Daemon:
+    """Runs until SIGTERM/SIGINT (or ``stop`` is set); every part is built by ``app.build_daemon``."""
 
-    issues, _warnings = check_config(loaded)  # fail fast: a worker would fail the same way every time
-    if issues:
-        raise ConfigError(issues)
-    stop = stop or threading.Event()
-    cfg = loaded.config
-    metrics = Metrics()
-    health = HealthState()
-    store = Store.open(loaded.state_url())
-    abandoned = store.mark_abandoned_runs(utcnow())
-    if abandoned:
-        log.warning("abandoned_runs_marked_failed", runs=abandoned)
-    last = store.last_run()
-    known = (last or {}).get("providers") or {}
-    for p in cfg.providers:  # what the last run saw, until this daemon's first cycle
-        if p.name in known:
-            seen = known[p.name]
-            health.set_provider(p.name, seen.get("status") or "unknown", seen.get("detail"), at=last["finished_at"] or utcnow())
-            metrics.set_provider_up(p.name, seen.get("status") == "ok")
-        else:
-            health.set_provider(p.name, "unknown", "no cycle has run yet", at=utcnow())
-    metrics.set_findings(store.open_findings_count())
-    if last:
-        health.set_last_run(run_summary(last))
-    worker = CycleWorker(loaded, store=store, metrics=metrics, health=health, stop=stop, command=command)
+    def __init__(self, *, providers: Sequence[str], store: Any, metrics: Any, health: Any, server: Any,
+                 scheduler: Any, worker: CycleWorker, lock: ServeLock, stop: threading.Event,
+                 clock: Callable[[], datetime]) -> None:
+        self.providers = list(providers)
+        self.store = store
+        self.metrics = metrics
+        self.health = health
+        self.server = server
+        self.scheduler = scheduler
+        self.worker = worker
+        self.lock = lock
+        self.stop = stop
+        self.clock = clock
 
-    def last_success() -> datetime | None:
-        run = store.last_run(statuses=("ok", "partial"))
-        return run["finished_at"] if run else None
+    def _restore(self) -> None:
+        """Health and metrics as the last run left them, until this daemon's first cycle."""
+        for gone in self.store.mark_abandoned_runs(self.clock()):
+            log.warning("abandoned_run_marked_failed", run_id=gone)
+        last = self.store.last_run()
+        known = (last or {}).get("providers") or {}
+        for name in self.providers:
+            if name in known:
+                seen = known[name]
+                self.health.set_provider(name, seen.get("status") or "unknown", seen.get("detail"),
+                                         at=last["finished_at"] or self.clock())
+                self.metrics.set_provider_up(name, seen.get("status") == "ok")
+            else:
+                self.health.set_provider(name, "unknown", "no cycle has run yet", at=self.clock())
+        self.metrics.set_findings(self.store.open_findings_count())
+        if last:
+            self.health.set_last_run(run_summary(last))
+            if last.get("finished_at") is not None:
+                self.metrics.last_cycle_timestamp_seconds.labels(last["status"]).set(last["finished_at"].timestamp())
 
-    server = HttpServer(cfg.server.host, cfg.server.port, health, metrics)
+    def run(self) -> int:
+        def handle(signum: int, _frame: object) -> None:
+            log.info("stop_requested", signal=signal.Signals(signum).name)
+            self.stop.set()
 
-    def handle(signum: int, _frame: object) -> None:
-        log.info("stop_requested", signal=signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
-    scheduler = CycleScheduler(worker, cron=cfg.schedule.cycle, timezone=cfg.schedule.timezone, last_success=last_success)
-    server.start()
-    log.info("server_started", host=cfg.server.host, port=server.port)
-    try:
-        scheduler.start()
-        health.set_ready(True)
-        log.info("daemon_ready", next_cycle=str(scheduler.next_run_time()))
-        while not stop.wait(timeout=1.0):
-            pass
-    finally:
-        health.set_ready(False)
-        scheduler.shutdown(wait=True)
-        server.stop()
-        store.close()
-        for s, h in previous.items():
-            signal.signal(s, h)
-        log.info("daemon_stopped")
-    return 0
+        previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._restore()
+            try:
+                self.server.start()
+            except OSError as e:
+                raise CostguardError(
+                    f"cannot listen on {self.server.host}:{self.server.port} ({e.strerror}); "
+                    "another process uses the port: set server.port in the config (0 picks a free one) or stop that process"
+                ) from None
+            log.info("server_started", host=self.server.host, port=self.server.port)
+            self.scheduler.start()
+            self.health.set_ready(True)
+            log.info("daemon_ready", next_cycle=str(self.scheduler.next_run_time()))
+            while not self.stop.wait(timeout=1.0):
+                pass
+        finally:
+            self.health.set_ready(False)
+            self.scheduler.shutdown(wait=True)
+            self.server.stop()
+            self.store.close()
+            self.lock.release()
+            for s, h in previous.items():
+                signal.signal(s, h)
+            log.info("daemon_stopped")
+        return 0

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TextIO
 
-from costguard.app import App, utcnow
+from costguard.app import build_cycle, utcnow
 from costguard.config import load_config
 from costguard.sim import SimSpec, generate
 
@@ -49,11 +49,11 @@ def run_demo(folder: Path, *, out: TextIO, progress: Callable[[str], None]) -> i
         "costguard demo: 45 days of synthetic AWS billing (FOCUS 1.2), one cycle, findings below.\n"
         f"config: {cfg_path}  ·  data: {data}  ·  nothing leaves this machine\n\n"
     )
-    app = App(load_config(cfg_path), out=out, progress=progress, hints=False)
+    cycle = build_cycle(load_config(cfg_path), out=out, progress=progress, hints=False)
     try:
-        outcome = app.run_cycle(as_of=today, trigger="cli")
+        outcome = cycle.run(as_of=today, trigger="cli")
     finally:
-        app.close()
+        cycle.close()
     out.write(
         "\nWhat to try next:\n"
         f"  costguard findings -c {cfg_path}                     # open findings, most expensive first\n"

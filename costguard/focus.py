@@ -9,7 +9,6 @@ on polars' streaming engine; the only Python work is done once per distinct JSON
 from __future__ import annotations
 
 import fnmatch
-import glob as _glob
 import gzip
 import os
 import json
@@ -33,10 +32,10 @@ LAKE_VERSION = "1.2"
 DECIMAL = pl.Decimal(38, 10)
 DATETIME = pl.Datetime("us", "UTC")
 NULL_TOKENS = ("NULL", "null", "")
-_FATAL = frozenset(
-    [f"{c}:type" for c in ("BilledCost", "EffectiveCost", "ListCost", "ChargePeriodStart", "ChargePeriodEnd", "BillingAccountId", "ProviderName")]
-    + ["ChargePeriodStart:nullability"]
-)
+REJECT = "x_Reject"              # why a row cannot be stored (null: usable)
+REJECT_VALUE = "x_RejectValue"   # the offending raw value, as text (for the samples)
+LINE = "x_Line"                  # where the row sits in its file (CSV line or 1-based row)
+REJECTABLE_COSTS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
 _SAMPLE_ID_COLUMNS = ("ProviderName", "BillingAccountId", "SubAccountId", "x_ChargeDate", "ServiceName", "ResourceId")
 
 
@@ -81,12 +80,40 @@ def mandatory(version: str = "1.2") -> tuple[str, ...]:
 _PL_TYPES = {"Decimal": DECIMAL, "Date/Time": DATETIME, "String": pl.String, "JSON": pl.String}
 
 
+#: Columns of FOCUS 1.3/1.4 the lake carries beside the 1.2 columns (split-cost allocation,
+#: contract links, the provider names that replace ProviderName/PublisherName): name -> type.
+CARRIED: dict[str, str] = {
+    "ServiceProviderName": "String",
+    "HostProviderName": "String",
+    "AllocatedMethodId": "String",
+    "AllocatedMethodDetails": "JSON",
+    "AllocatedResourceId": "String",
+    "AllocatedResourceName": "String",
+    "AllocatedTags": "JSON",
+    "ContractApplied": "JSON",
+}
+
+
+@cache
+def _lake_specs() -> dict[str, ColumnSpec]:
+    """The spec of every FOCUS column the lake stores: the 1.2 columns, then :data:`CARRIED`."""
+    out = dict(_columns(LAKE_VERSION))
+    for n, t in CARRIED.items():
+        out[n] = ColumnSpec(n, t, True, "Conditional", None, "1.3")
+    return out
+
+
 @cache
 def _lake_schema() -> dict[str, pl.DataType]:
-    out: dict[str, Any] = {n: _PL_TYPES[c.data_type] for n, c in _columns(LAKE_VERSION).items()}
+    out: dict[str, Any] = {n: _PL_TYPES[c.data_type] for n, c in _lake_specs().items()}
     # x_Conformance: a bit mask of failed checks (bit i = CHECK_IDS[i]), null when the row is clean
     out.update({"x_ChargeDate": pl.Date, "x_Tags": pl.String, "x_Conformance": pl.UInt64})
     return out
+
+
+def row_schema() -> dict[str, pl.DataType]:
+    """What :func:`normalize` yields: the lake columns plus ``x_Reject``, ``x_RejectValue``, ``x_Line``."""
+    return {**_lake_schema(), REJECT: pl.String(), REJECT_VALUE: pl.String(), LINE: pl.Int64()}
 
 
 def lake_schema() -> dict[str, pl.DataType]:
@@ -146,21 +173,84 @@ def _discover_s3(pattern: str, storage_options: dict | None) -> list[str]:
     return found
 
 
-def discover(patterns: Sequence[str], base_dir: Path, storage_options: dict | None = None) -> list[str]:
-    """Expand local (relative to ``base_dir``, ``**`` supported) and s3:// globs; sorted, de-duplicated."""
-    out: set[str] = set()
+def _glob_local(pattern: str) -> list[str]:
+    """Files matching a local glob (``**`` = any depth). Unlike ``glob.glob`` a folder that
+    cannot be read is an error, not silently skipped; symlinked folders are followed once."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, p in enumerate(parts) if re.search(r"[*?\[]", p)), len(parts))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    if fixed == len(parts):  # no wildcard: one file
+        return [str(root)] if root.is_file() else []
+    if not root.is_dir():
+        return []
+    rest = parts[fixed:]
+    rx = _glob_regex("/".join(rest))
+    max_depth = None if any("**" in p for p in rest) else len(rest) - 1  # folders below root to enter
+    found: list[str] = []
+    visited: set[str] = set()
+
+    def fail(e: OSError) -> None:
+        raise DataError(f"{e.filename}: cannot read this folder ({e.strerror}); fix its permissions or narrow the pattern {pattern}")
+
+    for d, dirs, files in os.walk(root, onerror=fail, followlinks=True):
+        real = os.path.realpath(d)
+        if real in visited:  # a symlink loop, or a second link to a folder already walked
+            dirs[:] = []
+            continue
+        visited.add(real)
+        rel_dir = os.path.relpath(d, root)
+        depth = 0 if rel_dir == "." else rel_dir.count(os.sep) + 1
+        dirs[:] = [] if max_depth is not None and depth >= max_depth else sorted(x for x in dirs if not x.startswith("."))
+        for f in sorted(files):
+            if f.startswith("."):
+                continue
+            rel = f if rel_dir == "." else f"{rel_dir}/{f}".replace(os.sep, "/")
+            if rx.match(rel):
+                found.append(os.path.join(d, f))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """The export files of a provider: each real file once, with the other paths that reach it."""
+
+    files: list[str]
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # file -> other matched paths to the same data
+
+
+def discover_files(patterns: Sequence[str], base_dir: Path, storage_options: dict | None = None) -> Discovered:
+    """Expand local (relative to ``base_dir``, ``**`` supported) and s3:// globs. A file reached
+    twice (overlapping patterns, a symlinked folder such as ``exports/latest -> 2026-12``) is read
+    once; its other paths are listed in ``aliases``. A pattern matching nothing, or a folder or
+    file that cannot be read, raises DataError naming it."""
+    by_real: dict[str, str] = {}
+    aliases: dict[str, list[str]] = {}
     for pattern in patterns:
         if pattern.startswith("s3://"):
             found = _discover_s3(pattern, storage_options)
         elif "://" in pattern:
             raise DataError(f"{pattern}: only local paths and s3:// are supported for export files")
         else:
-            full = str(Path(base_dir) / Path(pattern).expanduser())
-            found = [p for p in _glob.glob(full, recursive=True) if Path(p).is_file()]
+            found = _glob_local(str(Path(base_dir) / Path(pattern).expanduser()))
         if not found:
             raise DataError(f"{pattern}: no files match this pattern (looked in {base_dir})")
-        out.update(found)
-    return sorted(out)
+        for f in found:
+            if "://" not in f:
+                if not os.access(f, os.R_OK):
+                    raise DataError(f"{f}: cannot read this file (permission denied); fix its permissions")
+                real = os.path.realpath(f)
+            else:
+                real = f
+            first = by_real.setdefault(real, f)
+            if first != f and f not in aliases.setdefault(first, []):
+                aliases[first].append(f)
+    files = sorted(by_real.values())
+    return Discovered(files, {k: sorted(v) for k, v in aliases.items() if v})
+
+
+def discover(patterns: Sequence[str], base_dir: Path, storage_options: dict | None = None) -> list[str]:
+    """The files of :func:`discover_files`, sorted, each real file once."""
+    return discover_files(patterns, base_dir, storage_options).files
 
 
 # ------------------------------------------------------------------------------------------- scan
@@ -189,11 +279,13 @@ def _clean_header(name: str) -> str:
 
 
 
-def _check_csv_shape(data: bytes, ncols: int, path: str) -> None:
-    """polars pads short rows with nulls silently; catch ragged rows and a cut-off last line."""
+def _check_csv_shape(data: bytes, ncols: int, path: str) -> bool:
+    """polars pads short rows with nulls silently; catch ragged rows and a cut-off last line.
+    Returns True when a quoted field spans lines (so line numbers are not row numbers + 1)."""
     lines = pl.read_lines(data)["line"].str.strip_chars_end("\r")
     quotes = lines.str.count_matches('"', literal=True)
-    if (quotes % 2 == 1).any():  # a quoted field spans lines: only the last line can be checked
+    multiline = bool((quotes % 2 == 1).any())
+    if multiline:  # a quoted field spans lines: only the last line can be checked
         lines = lines.tail(1) if data.rstrip(b"\r\n") == data else lines.clear()
     fields = lines.str.replace_all(r'"[^"]*"', "").str.count_matches(",", literal=True) + 1
     bad = ((fields != ncols) & (lines.str.len_bytes() > 0)).arg_true()
@@ -204,6 +296,7 @@ def _check_csv_shape(data: bytes, ncols: int, path: str) -> None:
             f"{path}: line {n} has {int(fields[i])} fields but the header has {ncols}; "
             "the file is ragged or truncated (re-export or re-download it)"
         )
+    return multiline
 
 
 STREAM_CSV_ABOVE = 64 * 1024 * 1024  # bytes: a local .csv larger than this is scanned lazily
@@ -213,7 +306,7 @@ def _fields(line: pl.Expr) -> pl.Expr:
     return line.str.replace_all(r'"[^"]*"', "").str.count_matches(",", literal=True) + 1
 
 
-def _check_csv_shape_streaming(path: str, ncols: int) -> None:
+def _check_csv_shape_streaming(path: str, ncols: int) -> bool:
     """:func:`_check_csv_shape` for a file too big to hold: one streaming pass over its lines."""
     with open(path, "rb") as fh:
         fh.seek(0, os.SEEK_END)
@@ -237,7 +330,7 @@ def _check_csv_shape_streaming(path: str, ncols: int) -> None:
         if not ends_with_newline and got["last_fields"] != ncols:
             raise DataError(f"{path}: line {got['n']} has {got['last_fields']} fields but the header has {ncols}; "
                             "the file is ragged or truncated (re-export or re-download it)")
-        return
+        return True
     if got["bad"] is not None:
         with open(path, "rb") as fh:  # the offending line's field count, for the message
             for n, raw in enumerate(fh):
@@ -246,20 +339,40 @@ def _check_csv_shape_streaming(path: str, ncols: int) -> None:
                     break
         raise DataError(f"{path}: line {got['bad'] + 1} has {fields} fields but the header has {ncols}; "
                         "the file is ragged or truncated (re-export or re-download it)")
+    return False
 
 
-def _scan_csv_streaming(path: str) -> pl.LazyFrame:
+def _scan_csv_streaming(path: str) -> "Scanned":
     try:
         lf = pl.scan_csv(path, infer_schema=False, null_values=list(NULL_TOKENS))
         names = lf.collect_schema().names()
     except Exception as e:
         raise DataError(f"{path}: cannot parse CSV: {first_line(e)}") from None
-    _check_csv_shape_streaming(path, len(names))
+    multiline = _check_csv_shape_streaming(path, len(names))
     renames = {n: _clean_header(n) for n in names if _clean_header(n) != n}
-    return lf.rename(renames) if renames else lf
+    return Scanned(lf.rename(renames) if renames else lf, *_csv_numbering(multiline))
+
+
+@dataclass(frozen=True, slots=True)
+class Scanned:
+    """A raw file and how to name a row's place in it: ``line`` N of a CSV (header = line 1, when
+    no quoted field spans lines) or ``row`` N (1-based) otherwise."""
+
+    frame: pl.LazyFrame
+    line_kind: str = "row"
+    first_line: int = 1
+
+
+def _csv_numbering(multiline: bool) -> tuple[str, int]:
+    return ("row", 1) if multiline else ("line", 2)
 
 
 def scan(path: str, storage_options: dict | None = None, *, stream_csv_above: int = STREAM_CSV_ABOVE) -> pl.LazyFrame:
+    """Raw read of one export file (see :func:`scan_file`)."""
+    return scan_file(path, storage_options, stream_csv_above=stream_csv_above).frame
+
+
+def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_above: int = STREAM_CSV_ABOVE) -> Scanned:
     """Raw read of one export file (.parquet, .csv, .csv.gz/.gz). Read problems raise DataError.
 
     Parquet and large local CSV files are scanned lazily (memory does not grow with the file);
@@ -282,7 +395,7 @@ def scan(path: str, storage_options: dict | None = None, *, stream_csv_above: in
         except Exception as e:
             raise DataError(f"{path}: not a readable parquet file (truncated or corrupt; re-export it): {first_line(e)}") from None
         renames = {n: _clean_header(n) for n in names if _clean_header(n) != n}
-        return lf.rename(renames) if renames else lf
+        return Scanned(lf.rename(renames) if renames else lf)
     if not (lower.endswith(".csv") or lower.endswith(".gz")):
         raise DataError(f"{path}: unsupported file type (expected .parquet, .csv or .csv.gz)")
     data = _read_bytes(path, storage_options)
@@ -304,8 +417,8 @@ def scan(path: str, storage_options: dict | None = None, *, stream_csv_above: in
         elif "utf-8" in msg.lower() or "utf8" in msg.lower():
             msg = f"not UTF-8 text: {msg}"
         raise DataError(f"{path}: cannot parse CSV: {msg}") from None
-    _check_csv_shape(data, df.width, path)
-    return df.rename({n: _clean_header(n) for n in df.columns}).lazy()
+    multiline = _check_csv_shape(data, df.width, path)
+    return Scanned(df.rename({n: _clean_header(n) for n in df.columns}).lazy(), *_csv_numbering(multiline))
 
 
 # -------------------------------------------------------------------------------------- normalize
@@ -453,16 +566,26 @@ def _parse_timestamps(s: pl.Series) -> pl.Series:
     return out
 
 
+def _missing_columns_error(file: str, columns: Sequence[str], missing: Sequence[str]) -> DataError:
+    known = known_export(columns)
+    if known:
+        return DataError(f"{file}: this is not a FOCUS file but {known}")
+    return DataError(f"{file}: missing mandatory FOCUS column(s): {', '.join(missing)}")
+
+
 def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
-    """Canonical lake columns (``lake_schema()``, in order), with every spec violation flagged per row."""
+    """Canonical lake columns (``lake_schema()``, in order), every spec violation flagged per
+    row, plus ``x_Reject``/``x_RejectValue`` (why a row cannot be stored: a missing or unreadable
+    ChargePeriodStart, an unreadable amount) and ``x_Line`` (passed through from ``raw`` when
+    present). Rows are never dropped here; the lake stores, rejects or skips each one."""
     try:
         schema = raw.collect_schema()
     except Exception as e:
         raise DataError(f"{file}: cannot read the file's columns: {first_line(e)}") from None
-    specs = _columns(LAKE_VERSION)
+    specs = _lake_specs()
     missing = [c for c in mandatory("1.0") if c not in schema]
     if missing:
-        raise DataError(f"{file}: missing mandatory FOCUS column(s): {', '.join(missing)}")
+        raise _missing_columns_error(file, schema.names(), missing)
     present = {n: schema[n] for n in specs if n in schema}
     nested = [n for n, dt in present.items() if dt.is_nested() and specs[n].data_type != "JSON"]
     if nested:
@@ -473,6 +596,8 @@ def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
     raw_name = {n: f"__raw_{n}" for n in present}
 
     stage_a = [_clean_raw(n, dt, specs[n]).alias(raw_name[n]) for n, dt in present.items()]
+    if LINE in schema:
+        stage_a.append(pl.col(LINE).cast(pl.Int64))
     json_map = {
         raw_name[n]: _json_mapping(raw, _clean_raw(n, dt, specs[n]))
         for n, dt in present.items()
@@ -499,6 +624,10 @@ def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
             bits.append(_bit(f"{n}:nullability", r.is_null()))
         if spec.allowed_values:
             bits.append(_bit(f"{n}:allowed_values", v.is_not_null() & ~v.is_in(list(spec.allowed_values))))
+    if "BillingCurrency" in present:
+        bits.append(_bit("BillingCurrency:iso4217", pl.col("BillingCurrency").is_not_null() & ~pl.col("BillingCurrency").is_in(iso4217())))
+    if "ChargePeriodEnd" in present:
+        bits.append(_bit("ChargePeriodEnd:after_start", pl.col("ChargePeriodEnd") <= pl.col("ChargePeriodStart")))
     mask = pl.sum_horizontal(bits) if bits else pl.lit(0, pl.UInt64)
 
     final = []
@@ -513,18 +642,43 @@ def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
             final.append(pl.when(pl.col("__mask") != 0).then(pl.col("__mask")).alias(n))
         else:
             final.append(pl.lit(None, dt).alias(n))
+    reason, value = _reject_exprs(present, raw_name)
+    final += [reason.alias(REJECT), value.alias(REJECT_VALUE),
+              (pl.col(LINE) if LINE in schema else pl.lit(None, pl.Int64)).alias(LINE)]
     return cleaned.with_columns(stage_b).with_columns(mask.alias("__mask")).select(final)
 
 
-def charge_days(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
-    """Just the distinct UTC days of ChargePeriodStart (cheap: one column), as ``x_ChargeDate``."""
+def _reject_exprs(present: dict[str, pl.DataType], raw_name: dict[str, str]) -> tuple[pl.Expr, pl.Expr]:
+    """(reason, offending raw value) of the first problem that makes a row unstorable, else null.
+
+    A row without a readable ChargePeriodStart has no day to be stored under; a row whose amount
+    cannot be read would put a wrong number in every total. Both are rejected, never guessed."""
+    cases: list[tuple[pl.Expr, str, pl.Expr]] = []
+    r = pl.col(raw_name["ChargePeriodStart"])
+    cases.append((r.is_null(), "ChargePeriodStart is null", pl.lit(None, pl.String)))
+    cases.append((pl.col("ChargePeriodStart").is_null(), "ChargePeriodStart is not a date/time (ISO 8601 expected)", r.cast(pl.String)))
+    for m in REJECTABLE_COSTS:
+        if m in present:
+            rm = pl.col(raw_name[m])
+            cases.append((rm.is_not_null() & pl.col(m).is_null(), f"{m} is not a decimal number", rm.cast(pl.String)))
+    reason: Any = None
+    value: Any = None
+    for cond, why, val in cases:
+        reason = (pl.when(cond) if reason is None else reason.when(cond)).then(pl.lit(why))
+        value = (pl.when(cond) if value is None else value.when(cond)).then(val)
+    return reason.otherwise(pl.lit(None, pl.String)), value.otherwise(pl.lit(None, pl.String))
+
+
+def file_days(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
+    """The distinct UTC days of ChargePeriodStart (cheap: one column), as ``x_ChargeDate``;
+    a null stands for rows whose ChargePeriodStart is missing or unreadable."""
     try:
         schema = raw.collect_schema()
     except Exception as e:
         raise DataError(f"{file}: cannot read the file's columns: {first_line(e)}") from None
     missing = [c for c in mandatory("1.0") if c not in schema]
     if missing:
-        raise DataError(f"{file}: missing mandatory FOCUS column(s): {', '.join(missing)}")
+        raise _missing_columns_error(file, schema.names(), missing)
     spec = _columns(LAKE_VERSION)["ChargePeriodStart"]
     dt = schema["ChargePeriodStart"]
     parsed = _parse("__raw", _cleaned_dtype(dt, spec), spec)
@@ -535,19 +689,62 @@ def charge_days(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
     )
 
 
+# Columns that identify other billing formats, and the provider type that reads each.
+_KNOWN_EXPORTS: tuple[tuple[str, frozenset[str], str], ...] = (
+    ("an AWS Cost and Usage Report (CUR 2.0 / Data Exports)", frozenset({"line_item_unblended_cost", "line_item_usage_start_date"}),
+     "use a provider of type aws with costs: {source: cur2_export}"),
+    ("a legacy AWS Cost and Usage Report (CUR)", frozenset({"lineItem/UnblendedCost", "lineItem/UsageStartDate"}),
+     "re-export it as AWS Data Exports (FOCUS 1.2 or CUR 2.0) and use a provider of type aws"),
+    ("an Azure cost export (EA / pay-as-you-go)", frozenset({"CostInBillingCurrency", "MeterCategory"}),
+     "use a provider of type azure, or export the FocusCost dataset instead"),
+    ("an Azure cost export (EA, older schema)", frozenset({"Cost", "MeterCategory", "SubscriptionGuid"}),
+     "use a provider of type azure, or export the FocusCost dataset instead"),
+    ("an Azure cost export (MCA)", frozenset({"costInBillingCurrency", "meterCategory"}),
+     "use a provider of type azure, or export the FocusCost dataset instead"),
+    ("a Google Cloud BigQuery billing export", frozenset({"billing_account_id", "usage_start_time", "cost"}),
+     "use a provider of type gcp with billing_export_table"),
+    ("a Google Cloud BigQuery billing export (flattened)", frozenset({"billing_account_id", "service.description", "cost"}),
+     "use a provider of type gcp with billing_export_table"),
+    ("an OCI cost report", frozenset({"lineItem/referenceNo", "cost/myCost"}),
+     "export OCI FOCUS reports (FOCUS CSV) instead; the focus type reads them"),
+)
+
+
+def known_export(columns: Sequence[str]) -> str | None:
+    """``"an AWS Cost and Usage Report …; use a provider of type aws …"`` when ``columns`` look
+    like a known non-FOCUS billing export, else None."""
+    have = {c.strip().lstrip("\ufeff") for c in columns}
+    for what, needs, fix in _KNOWN_EXPORTS:
+        if needs <= have:
+            return f"looks like {what}: {fix}"
+    return None
+
+
+@cache
+def iso4217() -> list[str]:
+    """ISO 4217 currency codes (active, plus ones withdrawn since 2015 that old bills still carry)."""
+    text = resources.files("costguard").joinpath("spec", "iso4217.txt").read_text(encoding="utf-8")
+    return sorted({w for line in text.splitlines() if not line.startswith("#") for w in line.split()})
+
+
 def _all_checks() -> list[str]:
     """Every per-row check id the 1.2 spec implies, in a fixed order: each gets one bit."""
     out = []
-    for n, spec in _columns(LAKE_VERSION).items():
+    for n, spec in _lake_specs().items():
         if spec.data_type != "String":
             out.append(f"{n}:type")
         if not spec.nullable:
             out.append(f"{n}:nullability")
         if spec.allowed_values:
             out.append(f"{n}:allowed_values")
-    return out
+    return out + list(EXTRA_CHECKS)
 
 
+#: Checks beyond type / nullability / allowed values, each with what it means.
+EXTRA_CHECKS = {
+    "BillingCurrency:iso4217": "not an ISO 4217 currency code",
+    "ChargePeriodEnd:after_start": "ChargePeriodEnd is not after ChargePeriodStart",
+}
 CHECK_IDS: tuple[str, ...] = tuple(_all_checks())
 _CHECK_BIT = {cid: i for i, cid in enumerate(CHECK_IDS)}
 assert len(CHECK_IDS) <= 64, "conformance checks no longer fit a 64-bit mask"
@@ -630,9 +827,6 @@ class ConformanceReport:
     def flagged_rows(self) -> int:
         return self._flagged_rows
 
-    def fatal(self) -> list[str]:
-        return sorted(k for k, v in self.checks.items() if k in _FATAL and v.count > 0)
-
     def to_dict(self) -> dict:
         return {
             "rows": self.rows,
@@ -641,7 +835,7 @@ class ConformanceReport:
         }
 
     def summary_lines(self) -> list[str]:
-        specs = _columns(LAKE_VERSION)
+        specs = _lake_specs()
         out = []
         for k, v in self.checks.items():
             spec = specs.get(v.column)
@@ -652,6 +846,9 @@ class ConformanceReport:
                 what = f"value{'s' if len(vals) > 1 else ''} {', '.join(vals)} not in {shown}"
             elif v.rule == "nullability":
                 what = "null, but the spec does not allow nulls here"
+            elif k in EXTRA_CHECKS:
+                vals = list(dict.fromkeys(repr(s["value"]) for s in v.samples if s.get("value") is not None))
+                what = EXTRA_CHECKS[k] + (f": {', '.join(vals)}" if vals and v.rule == "iso4217" else "")
             elif v.rule == "type":
                 what = f"value is not a valid {spec.data_type if spec else 'value'}{' object' if spec and spec.data_type == 'JSON' else ''}; stored as null"
             else:
@@ -667,7 +864,7 @@ def sample_aggs(group_keys: Sequence[str]) -> list[pl.Expr]:
     """``first()`` of every column with an allowed-values check that is not a group key: added to
     an aggregation grouped by ``x_Conformance`` they give each flagged combination a sample value
     at no measurable cost (unlike a second pass or ``head``)."""
-    return [pl.col(n).first() for n, sp in _columns(LAKE_VERSION).items() if sp.allowed_values and n not in group_keys]
+    return [pl.col(n).first() for n, sp in _lake_specs().items() if sp.allowed_values and n not in group_keys]
 
 
 def groups_from_partial(partial: pl.DataFrame, count: str) -> pl.DataFrame:

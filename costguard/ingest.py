@@ -1,24 +1,29 @@
-"""Plan which days to pull from a source and write them to the lake (OpenCost's ingestor idea).
+"""Plan which days to pull from a source, stage them, check the ingest ledger, land them.
 
-Days already stored are skipped, except the trailing ``restate_days`` and (optionally) every day
-of the current month, which are always re-pulled because bills are restated.
+Days already stored are skipped, except: the trailing ``restate_days`` (always re-pulled, bills
+are restated), days whose source data changed (a different signature), and, for sources that
+cannot tell (APIs), every day of the current month when ``month_to_date`` is on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
+from typing import Any
 
-import structlog
+import polars as pl
 
 from costguard import focus
 from costguard.errors import CycleCancelled, DataError, ProviderError
+from costguard.ingest_ledger import IngestLedger
 from costguard.lake import Lake
-from costguard.model import ConnectionStatus, Window, contiguous_windows
-from costguard.providers import Provider
+from costguard.logs import get_logger
+from costguard.model import ConnectionStatus, NativeBudget, contiguous_windows
+from costguard.providers import Horizon, Provider
+from costguard.staging import Batch
 
-log = structlog.get_logger("costguard.ingest")
+log = get_logger("costguard.ingest")
 
 
 def plan_days(
@@ -33,9 +38,11 @@ def plan_days(
 
     - a day not stored yet: pulled;
     - the trailing ``restate_days`` (ending at ``as_of``): always re-pulled;
-    - the current month (``month_to_date``): re-pulled unless the source proves the day unchanged,
-      i.e. it gives a signature equal to the stored one (file exports do; APIs cannot);
-    - older stored days: skipped.
+    - a stored day whose source signature changed (a restated export, even of a closed month):
+      re-pulled;
+    - ``month_to_date``: days of the current month from sources that give no signature (APIs)
+      are re-pulled, since nothing proves them unchanged;
+    - other stored days: skipped.
     """
     trailing = {as_of - timedelta(days=i) for i in range(restate_days)}
     month_start = as_of.replace(day=1)
@@ -45,6 +52,8 @@ def plan_days(
             continue
         if d not in stored or d in trailing:
             out.append(d)
+        elif sig is not None and stored[d] is not None and stored[d] != sig:
+            out.append(d)
         elif month_to_date and d >= month_start and (sig is None or stored[d] != sig):
             out.append(d)
     return sorted(out)
@@ -52,7 +61,7 @@ def plan_days(
 
 @dataclass
 class SourceResult:
-    """How one source's ingest went: what the run record and /healthz show."""
+    """How one source's ingest went: what the run record, the summary and /healthz show."""
 
     source: str
     status: str = str(ConnectionStatus.UNKNOWN)
@@ -62,14 +71,24 @@ class SourceResult:
     skipped_days: int = 0
     windows: list[str] = field(default_factory=list)
     report: focus.ConformanceReport | None = None
+    ledger: IngestLedger | None = None
     inventory_rows: int | None = None
-    budgets: list = field(default_factory=list)
+    inventory: pl.DataFrame | None = None  # the fresh snapshot (kept in memory for a run that does not persist)
+    budgets: list[NativeBudget] = field(default_factory=list)
+    api_requests: dict[str, int] = field(default_factory=dict)
+    paid_requests: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.status == str(ConnectionStatus.OK)
 
-    def to_dict(self) -> dict:
+    @property
+    def usable(self) -> bool:
+        """Its data landed (ok or partial): findings of this source may be resolved."""
+        return self.status in (str(ConnectionStatus.OK), str(ConnectionStatus.PARTIAL))
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "detail": self.detail,
@@ -83,55 +102,80 @@ class SourceResult:
                  "actual": b.actual, "forecast": b.forecast}
                 for b in self.budgets
             ],
+            "ledger": self.ledger.to_dict() if self.ledger else None,
+            "api_requests": self.api_requests,
+            "paid_requests": self.paid_requests,
+            "problems": self.problems,
             "conformance": self.report.to_dict() if self.report else None,
         }
+
+
+@dataclass
+class Staged:
+    """A source's ingest, staged: land it (``commit``) or throw it away (dry runs, backtests)."""
+
+    result: SourceResult
+    batch: Batch | None = None
 
 
 def ingest_source(
     provider: Provider,
     lake: Lake,
     *,
-    as_of: date,
+    horizon: Horizon,
     restate_days: int,
     month_to_date: bool,
-    record_day: Callable[[str, date, int, list[str]], None],
+    run_id: str,
     check_cancel: Callable[[], None],
     progress: Callable[[str], None] = lambda _m: None,
-) -> SourceResult:
-    """Pull the planned days of one source into the lake. Never raises for the source's own failures."""
+) -> Staged:
+    """Pull the planned days of one source into a staged batch (not yet in the lake) and check its
+    ledger. Never raises for the source's own failures: they end in ``result.status``."""
     res = SourceResult(provider.name)
+    batch: Batch | None = None
     try:
-        available = provider.available_days(as_of)
+        available = provider.available_days(horizon)
         stored = lake.stored_days(provider.name)
-        days = plan_days(available, stored, as_of, restate_days=restate_days, month_to_date=month_to_date)
-        res.skipped_days = len([d for d in available if d <= as_of]) - len(days)
-        if len(stored) and res.skipped_days:
+        days = plan_days(available, stored, horizon.as_of, restate_days=restate_days, month_to_date=month_to_date)
+        res.skipped_days = len([d for d in available if d <= horizon.as_of]) - len(days)
+        if stored and res.skipped_days:
             log.info("days_skipped", source=provider.name, days=res.skipped_days, reason="stored and unchanged")
         windows = contiguous_windows(days)
+        res.windows = [str(w) for w in windows]
         progress(f"{provider.name}: {len(days)} day(s) to pull in {len(windows)} window(s), {res.skipped_days} already stored")
-        for w in windows:
-            check_cancel()
-            wrote = lake.write_window(provider.name, w, provider.costs(w), signatures=available, check_cancel=check_cancel)
-            for d, n in sorted(wrote.rows_by_day.items()):
-                record_day(provider.name, d, n, wrote.billing_accounts.get(d, []))
-            res.rows += wrote.rows
-            res.days += len(wrote.rows_by_day)
-            res.windows.append(str(w))
-            if wrote.report is not None:
-                res.report = wrote.report if res.report is None else res.report.merge(wrote.report)
-            log.info("window_ingested", source=provider.name, window=str(w), rows=wrote.rows,
-                     flagged=wrote.report.flagged_rows if wrote.report else 0)
-            progress(f"{provider.name}: {w} → {wrote.rows:,} rows")
+        batch = lake.begin(provider.name, planned=days, horizon=horizon, signatures=available,
+                           run_id=run_id, check_cancel=check_cancel)
+        batch.add_all(provider.costs(windows, horizon))
+        aliases = getattr(provider, "aliases", None)
+        if callable(aliases):
+            batch.ledger.aliases = aliases()
+        res.ledger = batch.finish()
+        res.report = batch.report
+        res.rows = res.ledger.rows_stored
+        res.days = len(batch.days)
+        log.info("source_staged", source=provider.name, rows=res.rows, rejected=res.ledger.rows_rejected,
+                 skipped=res.ledger.rows_skipped, flagged=res.report.flagged_rows if res.report else 0)
+        progress(f"{provider.name}: {res.rows:,} rows in {res.days} day(s) staged"
+                 + (f", {res.ledger.rows_rejected:,} rejected" if res.ledger.rows_rejected else ""))
         inv = provider.inventory()
         if inv is not None:
-            res.inventory_rows = lake.write_inventory(provider.name, inv)
+            res.inventory, res.inventory_rows = inv, inv.height
         res.budgets = list(provider.budgets())
-        status, detail = provider.status()
-        if status == ConnectionStatus.UNKNOWN or status == ConnectionStatus.OK:
-            res.status, res.detail = str(ConnectionStatus.OK), detail
+        st = provider.status()
+        res.api_requests, res.paid_requests = dict(st.api_requests), dict(st.paid_requests)
+        res.problems = list(st.problems)
+        if res.ledger.rows_rejected:
+            res.problems.append(f"{res.ledger.rows_rejected:,} row(s) rejected: "
+                                + "; ".join(f"{k} ({v.count:,})" for k, v in sorted(res.ledger.rejected.items())))
+        if st.state not in (ConnectionStatus.OK, ConnectionStatus.UNKNOWN, ConnectionStatus.PARTIAL):
+            res.status, res.detail = str(st.state), st.detail
+        elif res.problems or st.state == ConnectionStatus.PARTIAL:
+            res.status, res.detail = str(ConnectionStatus.PARTIAL), "; ".join(res.problems) or st.detail
         else:
-            res.status, res.detail = str(status), detail
+            res.status, res.detail = str(ConnectionStatus.OK), st.detail
     except CycleCancelled:
+        if batch is not None:
+            batch.discard()
         raise
     except ProviderError as e:
         res.status, res.detail = e.status, str(e)
@@ -139,5 +183,20 @@ def ingest_source(
     except DataError as e:
         res.status, res.detail = str(ConnectionStatus.PARSE_ERROR), f"provider {provider.name!r}: {e}"
         log.error("ingest_failed", source=provider.name, error=str(e))
-    return res
+    if not res.usable and batch is not None:
+        batch.discard()
+        batch = None
+    return Staged(res, batch)
 
+
+def land(staged: Staged, lake: Lake, record_day: Callable[[str, date, int, list[str]], None]) -> None:
+    """Commit a staged source: its days swap in together, then its inventory snapshot."""
+    res, batch = staged.result, staged.batch
+    if batch is not None:
+        batch.commit()
+        for d in batch.planned:
+            rows, accounts = batch.days.get(d, (0, []))
+            record_day(res.source, d, rows, accounts)
+        staged.batch = None
+    if res.inventory is not None:
+        lake.write_inventory(res.source, res.inventory)

@@ -2,14 +2,16 @@
 
 Layout under the lake root::
 
-    costs/source=<S>/day=<YYYY-MM-DD>/billing_account=<B>/00000000.parquet   normalised FOCUS rows
+    FORMAT                                                                   lake format version
+    costs/source=<S>/day=<YYYY-MM-DD>/billing_account=<B>/*.parquet          normalised FOCUS rows
     rollup/source=<S>/day=<YYYY-MM-DD>/00000000.parquet                      daily rollup (what rules read)
     inventory/source=<S>/snapshot.parquet                                    latest resource snapshot
+    rejected/source=<S>/<run id>/*.parquet                                   rows that could not be stored, with why
     .staging/<id>/ , .trash/<id>/                                            in-flight writes
 
-A window is written to ``.staging`` first (streaming, so memory stays flat), checked, then each
-day directory is swapped in with two renames. A crash never leaves a half-written file in place:
-``recover()`` (run when the lake opens) puts back any day whose swap was interrupted.
+A source's new data is staged first (``begin`` → :class:`costguard.staging.Batch`), checked,
+then swapped in as a whole: see ``staging.py`` for how a crash is recovered. Readers take no
+lock and never touch ``.staging``.
 """
 
 from __future__ import annotations
@@ -18,68 +20,24 @@ import fcntl
 import os
 import shutil
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import polars as pl
 
-from costguard import focus
-from costguard.errors import ConfigError, DataError, first_line
-from costguard.model import COST_METRICS, Window
+from costguard import focus, rollup, staging
+from costguard.errors import ConfigError, DataError
+from costguard.ingest_ledger import IngestLedger
+from costguard.logs import get_logger
+from costguard.model import Window
+from costguard.providers.base import Horizon, Part
+from costguard.rollup import ROLLUP_KEYS, rollup_schema
 
-ROLLUP_KEYS = (
-    "x_ChargeDate",
-    "ProviderName",
-    "BillingAccountId",
-    "BillingAccountName",
-    "SubAccountId",
-    "SubAccountName",
-    "ServiceName",
-    "ServiceCategory",
-    "RegionId",
-    "ResourceId",
-    "ResourceName",
-    "ResourceType",
-    "ChargeCategory",
-    "BillingCurrency",
-    "x_Tags",
-)
-ROLLUP_COLUMNS = ("x_Source", *ROLLUP_KEYS, *COST_METRICS, "x_RowCount")
-SIGNATURE = "_source_signature"
-PARALLEL_PARTS = 2
+log = get_logger("costguard.lake")
 
-
-def rollup_schema() -> dict[str, pl.DataType]:
-    lake = focus.lake_schema()
-    out: dict[str, pl.DataType] = {"x_Source": pl.String()}
-    for k in ROLLUP_KEYS:
-        out[k] = lake[k]
-    for m in COST_METRICS:
-        out[m] = lake[m]
-    out["x_RowCount"] = pl.Int64()
-    return out
-
-
-@dataclass
-class WindowWrite:
-    """What one window write stored: rows per day, billing accounts, and the conformance report."""
-
-    window: Window
-    rows_by_day: dict[date, int] = field(default_factory=dict)
-    billing_accounts: dict[date, list[str]] = field(default_factory=dict)
-    report: focus.ConformanceReport | None = None
-
-    @property
-    def rows(self) -> int:
-        return sum(self.rows_by_day.values())
-
-
-def _day_dir(d: date) -> str:
-    return f"day={d.isoformat()}"
+SIGNATURE = staging.SIGNATURE
 
 
 class Lake:
@@ -94,10 +52,23 @@ class Lake:
             )
         self.root = Path(r)
         self.keep_rows = keep_rows
-        self.root.mkdir(parents=True, exist_ok=True)
-        if writer:  # readers never touch staging: a writer in another process may be using it
+        self.writer = writer
+        if writer:  # readers never create the lake nor touch staging (a writer may be using it)
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                probe = self.root / f".write-test-{uuid.uuid4().hex}"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as e:
+                raise DataError(f"cannot write to the cost lake folder {self.root} ({e.strerror}); "
+                                "fix its permissions or point state.lake at a writable folder") from None
             with self.write_lock():
-                self.recover()
+                for what in self.recover():
+                    log.warning("lake_recovered", what=what)
+                self.upgrade()
+
+    def exists(self) -> bool:
+        return (self.root / "rollup").exists()
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:
@@ -137,164 +108,75 @@ class Lake:
         return out
 
     # ---- reading ------------------------------------------------------------------------------
-    def _scan(self, area: str, schema: dict[str, pl.DataType], sources: Sequence[str] | None) -> pl.LazyFrame:
+    def _files(self, area: str, sources: Sequence[str] | None,
+               overlay: Mapping[str, tuple[set[date], list[str]]] | None = None) -> list[str]:
         files: list[str] = []
-        for s in sources if sources is not None else self.sources():
+        names = list(sources if sources is not None else self.sources())
+        for s in overlay or {}:
+            if s not in names and (sources is None or s in sources):
+                names.append(s)
+        for s in names:
             d = self._source_dir(area, s)
+            replaced, staged = (overlay or {}).get(s, (set(), []))
             if d.exists():
-                files.extend(str(p) for p in sorted(d.glob("day=*/**/*.parquet")))
-        if not files:
-            return pl.LazyFrame(schema=schema)
-        return pl.scan_parquet(files, hive_partitioning=False, schema=schema)
+                for p in sorted(d.glob("day=*/**/*.parquet")):
+                    day = p.relative_to(d).parts[0][4:]
+                    if not replaced or date.fromisoformat(day) not in replaced:
+                        files.append(str(p))
+            files.extend(staged if area == "rollup" else [])
+        return files
 
-    def rollup(self, sources: Sequence[str] | None = None) -> pl.LazyFrame:
-        """Daily rollup over all (or some) sources: what rules and reports read."""
-        return self._scan("rollup", rollup_schema(), sources)
+    def rollup(self, sources: Sequence[str] | None = None, *,
+               overlay: Mapping[str, tuple[set[date], list[str]]] | None = None) -> pl.LazyFrame:
+        """Daily rollup over all (or some) sources: what rules and reports read. ``overlay``
+        (``staging.staged_days``) shows staged, uncommitted days instead of stored ones (dry runs).
+        Days written by an older lake format read the newer rollup columns as null."""
+        files = self._files("rollup", sources, overlay)
+        if not files:
+            return pl.LazyFrame(schema=rollup_schema())
+        return pl.scan_parquet(files, hive_partitioning=False, schema=rollup_schema(), missing_columns="insert")
 
     def costs(self, sources: Sequence[str] | None = None) -> pl.LazyFrame:
         """Every normalised FOCUS row, with ``x_Source`` added from the partition path."""
         frames = []
         for s in sources if sources is not None else self.sources():
-            lf = self._scan("costs", focus.lake_schema(), [s])
-            frames.append(lf.with_columns(pl.lit(s).alias("x_Source")))
+            files = self._files("costs", [s])
+            if files:
+                lf = pl.scan_parquet(files, hive_partitioning=False, schema=focus.lake_schema(), missing_columns="insert")
+                frames.append(lf.with_columns(pl.lit(s).alias("x_Source")))
         if not frames:
             return pl.LazyFrame(schema={**focus.lake_schema(), "x_Source": pl.String()})
         return pl.concat(frames, how="vertical")
 
-    def inventory(self) -> pl.LazyFrame | None:
-        files = sorted((self.root / "inventory").glob("source=*/snapshot.parquet"))
-        if not files:
+    def inventory(self, overlay: Mapping[str, pl.DataFrame] | None = None) -> pl.LazyFrame | None:
+        """The latest inventory snapshot of every source (``overlay``: fresh snapshots not yet
+        written, which replace the stored ones of their sources)."""
+        frames = [pl.scan_parquet(f) for f in sorted((self.root / "inventory").glob("source=*/snapshot.parquet"))
+                  if f.parent.name.split("=", 1)[1] not in (overlay or {})]
+        frames += [df.lazy() for df in (overlay or {}).values()]
+        if not frames:
             return None
-        return pl.concat([pl.scan_parquet(f) for f in files], how="diagonal_relaxed")
+        return pl.concat(frames, how="diagonal_relaxed")
 
     # ---- writing ------------------------------------------------------------------------------
-    def write_window(
-        self,
-        source: str,
-        window: Window,
-        parts: Iterable[pl.LazyFrame],
-        *,
-        signatures: Mapping[date, str | None] | None = None,
-        check_cancel: Callable[[], None] = lambda: None,
-    ) -> WindowWrite:
-        """Replace exactly the days of ``window`` for ``source`` with the rows of ``parts``.
+    def begin(self, source: str, *, planned: Collection[date], horizon: Horizon,
+              signatures: Mapping[date, str | None] | None = None, run_id: str = "run",
+              check_cancel: Callable[[], None] = lambda: None) -> staging.Batch:
+        """Stage a new version of ``planned`` days of ``source`` (see :class:`staging.Batch`)."""
+        if not self.writer:
+            raise RuntimeError("this Lake was opened read-only")
+        return staging.Batch(self, source, planned=planned, horizon=horizon, signatures=signatures,
+                             run_id=run_id, check_cancel=check_cancel)
 
-        Each part (a file, or a slice of a big one, with the columns of ``focus.lake_schema()``)
-        is processed on its own, so memory is bounded by the part, not by the window: its rows
-        are streamed to staging (when the lake keeps rows), and its partial daily rollup and
-        conformance counts are computed. Partial rollups are then combined day by day.
-        Raises DataError (and changes nothing) if the rows are unusable.
-        """
-        with self.write_lock():
-            return self._write_window(source, window, parts, signatures=signatures, check_cancel=check_cancel)
-
-    def _write_window(
-        self,
-        source: str,
-        window: Window,
-        parts: Iterable[pl.LazyFrame],
-        *,
-        signatures: Mapping[date, str | None] | None,
-        check_cancel: Callable[[], None],
-    ) -> WindowWrite:
-        staging = self.root / ".staging" / uuid.uuid4().hex
-        conf_groups: list[pl.DataFrame] = []
-        try:
-            def process(i: int, part: pl.LazyFrame) -> pl.DataFrame:
-                check_cancel()
-                try:
-                    return self._stage_part(source, window, staging, i, part)
-                except pl.exceptions.PolarsError as e:
-                    raise DataError(f"cannot read the rows for {window}: {first_line(e)}") from None
-
-            # rollup-only parts barely keep two cores busy, so two run at once; writing rows does,
-            # and a second part in flight would only add its memory
-            workers = 1 if self.keep_rows else PARALLEL_PARTS
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lake") as pool:
-                pending: list[Future[pl.DataFrame]] = []
-                for i, part in enumerate(parts):
-                    pending.append(pool.submit(process, i, part))
-                    while len(pending) >= workers:
-                        conf_groups.append(pending.pop(0).result())
-                for fut in pending:
-                    conf_groups.append(fut.result())
-            report = focus.report_from_groups(pl.concat(conf_groups, how="vertical_relaxed")) if conf_groups \
-                else focus.conformance(pl.LazyFrame(schema=focus.lake_schema()))
-            fatal = report.fatal()
-            if fatal:
-                detail = "; ".join(f"{c}: {report.checks[c].count} rows" for c in fatal)
-                raise DataError(f"unusable rows in {window} ({detail}); nothing was written for this window")
-            self._arrange_rows(staging)
-            result = WindowWrite(window, report=report)
-            partials = sorted(str(p) for p in (staging / "partials").glob("*.parquet"))
-            if partials:
-                days = pl.scan_parquet(partials).select(pl.col("x_ChargeDate").unique()).collect()["x_ChargeDate"].to_list()
-                for d in sorted(days):
-                    check_cancel()
-                    roll = _combine(pl.scan_parquet(partials).filter(pl.col("x_ChargeDate") == d))
-                    out = staging / "rollup" / _day_dir(d)
-                    out.mkdir(parents=True)
-                    roll.write_parquet(out / "00000000.parquet")
-                    sig = (signatures or {}).get(d)
-                    if sig:
-                        (out / SIGNATURE).write_text(sig)
-                    result.rows_by_day[d] = int(roll["x_RowCount"].sum())
-                    result.billing_accounts[d] = sorted(a for a in roll["BillingAccountId"].unique().to_list() if a is not None)
-            check_cancel()
-            self._swap(source, window, staging)
-            return result
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-    def _stage_part(self, source: str, window: Window, staging: Path, i: int, part: pl.LazyFrame) -> pl.DataFrame:
-        """One part: rows to staging (if kept), partial rollup to staging; returns its conformance groups."""
-        rows = part.filter((pl.col("x_ChargeDate") >= window.start) & (pl.col("x_ChargeDate") < window.end))
-        if self.keep_rows:
-            out = staging / "parts" / f"{i:05d}"
-            rows.sink_parquet(
-                pl.PartitionBy(
-                    str(out),
-                    key=[pl.col("x_ChargeDate").dt.to_string("%Y-%m-%d").alias("day"),
-                         pl.col("BillingAccountId").alias("billing_account")],
-                    include_key=False,
-                ),
-                mkdir=True, engine="streaming", compression="lz4", statistics=False,
-            )
-            written = sorted(str(p) for p in out.glob("**/*.parquet"))
-            rows = pl.scan_parquet(written, hive_partitioning=False, schema=focus.lake_schema()) \
-                if written else pl.LazyFrame(schema=focus.lake_schema())
-        flagged = _rollup(rows, source, by_mask=True).collect(engine="streaming")
-        partial = _combine(flagged.select(list(ROLLUP_COLUMNS)).lazy())
-        if partial.height:
-            (staging / "partials").mkdir(parents=True, exist_ok=True)
-            partial.write_parquet(staging / "partials" / f"{i:05d}.parquet")
-        return focus.groups_from_partial(flagged, "x_RowCount")
-
-    @staticmethod
-    def _arrange_rows(staging: Path) -> None:
-        """parts/<i>/day=D/billing_account=B/x.parquet → costs/day=D/billing_account=B/part-<i>-x.parquet"""
-        for f in sorted((staging / "parts").glob("*/day=*/billing_account=*/*.parquet")):
-            part_no, day_dir, acct_dir = f.parts[-4], f.parts[-3], f.parts[-2]
-            dest = staging / "costs" / day_dir / acct_dir / f"part-{part_no}-{f.stem}.parquet"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(f, dest)
-
-    def _swap(self, source: str, window: Window, staging: Path) -> None:
-        trash = self.root / ".trash" / staging.name
-        for area in ("costs", "rollup"):
-            dest_root = self._source_dir(area, source)
-            for d in window.days():
-                name = _day_dir(d)
-                new = staging / area / name
-                dest = dest_root / name
-                if dest.exists():
-                    old = trash / area / f"source={source}" / name
-                    old.parent.mkdir(parents=True, exist_ok=True)
-                    os.replace(dest, old)
-                if new.exists():
-                    dest_root.mkdir(parents=True, exist_ok=True)
-                    os.replace(new, dest)
-        shutil.rmtree(trash, ignore_errors=True)
+    def write(self, source: str, windows: Iterable[Window], parts: Iterable[Part], *,
+              horizon: Horizon, signatures: Mapping[date, str | None] | None = None) -> IngestLedger:
+        """Stage, check and commit in one call: exactly the days of ``windows`` are replaced."""
+        with self.begin(source, planned=[d for w in windows for d in w.days()], horizon=horizon,
+                        signatures=signatures) as batch:
+            batch.add_all(parts)
+            ledger = batch.finish()
+            batch.commit()
+        return ledger
 
     def write_inventory(self, source: str, frame: pl.DataFrame) -> int:
         """Replace the source's inventory snapshot (write to a temp file, then rename)."""
@@ -306,56 +188,60 @@ class Lake:
         return frame.height
 
     def recover(self) -> list[str]:
-        """Finish or undo interrupted writes: restore trashed days whose replacement is missing."""
-        restored: list[str] = []
-        trash_root = self.root / ".trash"
-        if trash_root.exists():
-            for batch in trash_root.iterdir():
-                for old in batch.glob("*/source=*/day=*"):
-                    area, src = old.parent.parent.name, old.parent.name
-                    dest = self.root / area / src / old.name
-                    if not dest.exists():
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        os.replace(old, dest)
-                        restored.append(str(dest.relative_to(self.root)))
-                shutil.rmtree(batch, ignore_errors=True)
-        shutil.rmtree(self.root / ".staging", ignore_errors=True)
+        """Finish or undo interrupted writes (call under the write lock)."""
+        done = staging.recover(self.root)
         for d in (self.root / "inventory").glob("source=*/.snapshot.*.tmp"):
             d.unlink(missing_ok=True)
-        return restored
+        return done
 
+    # ---- format -------------------------------------------------------------------------------
+    def format_version(self) -> int:
+        f = self.root / "FORMAT"
+        if f.exists():
+            return int(f.read_text().strip() or 0)
+        return 1 if (self.root / "rollup").exists() else rollup.FORMAT_VERSION
 
-def _sums(count: pl.Expr) -> list[pl.Expr]:
-    agg = [pl.col(m).sum().alias(m) for m in COST_METRICS]
-    # ContractedCost may be null on some rows; keep null only when every row is null
-    agg[COST_METRICS.index("ContractedCost")] = (
-        pl.when(pl.col("ContractedCost").is_not_null().any()).then(pl.col("ContractedCost").sum()).alias("ContractedCost")
-    )
-    return [*agg, count.alias("x_RowCount")]
+    def upgrade(self) -> None:
+        """Bring a lake written by an older release to the current format (under the write lock).
 
+        Format 1 → 2 (the rollup gained SKU, pricing, commitment and allocation keys and the
+        quantities): with stored rows, every day's rollup is rebuilt from them (each day swapped
+        in like an ingest); a rollup-only lake keeps its days, which read the new columns as null
+        until they are pulled again."""
+        have = self.format_version()
+        if have > rollup.FORMAT_VERSION:
+            raise DataError(f"the cost lake {self.root} was written by a newer costguard (format {have}); upgrade costguard")
+        if have < 2 and self.keep_rows and (self.root / "costs").exists():
+            for source in self.sources():
+                days = sorted(self.stored_days(source))
+                if not days or not self._source_dir("costs", source).exists():
+                    continue
+                log.warning("lake_upgrade_rebuilding_rollup", source=source, days=len(days))
+                self._rebuild_rollup(source, days)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "FORMAT").write_text(f"{rollup.FORMAT_VERSION}\n")
 
-def _rollup(rows: pl.LazyFrame, source: str, *, by_mask: bool = False) -> pl.LazyFrame:
-    """Rows → daily rollup (one part's partial); ``by_mask`` also splits by ``x_Conformance`` so the
-    same pass yields the conformance counts."""
-    keys = [*ROLLUP_KEYS, "x_Conformance"] if by_mask else list(ROLLUP_KEYS)
-    samples = focus.sample_aggs(keys) if by_mask else []
-    return (
-        rows.group_by(keys)
-        .agg(*_sums(pl.len().cast(pl.Int64)), *samples)
-        .with_columns(pl.lit(source).alias("x_Source"))
-        .cast(rollup_schema())
-    )
-
-
-def _combine(partials: pl.LazyFrame) -> pl.DataFrame:
-    """Partial rollups of one day (from several parts) → the day's rollup."""
-    return (
-        partials.group_by(["x_Source", *ROLLUP_KEYS])
-        .agg(*_sums(pl.col("x_RowCount").sum()))
-        .select(list(ROLLUP_COLUMNS))
-        .cast(rollup_schema())
-        .collect(engine="streaming")
-    )
-
-
+    def _rebuild_rollup(self, source: str, days: list[date]) -> None:
+        sigs = self.stored_days(source)
+        tmp = self.root / ".staging" / f"upgrade-{uuid.uuid4().hex}"
+        trash = self.root / ".trash" / tmp.name
+        try:
+            for d in days:
+                files = sorted(str(p) for p in (self._source_dir("costs", source) / staging.day_dir(d)).glob("**/*.parquet"))
+                if not files:
+                    continue
+                rows = pl.scan_parquet(files, hive_partitioning=False, schema=focus.lake_schema(), missing_columns="insert")
+                out = tmp / staging.day_dir(d)
+                out.mkdir(parents=True)
+                rollup.combine(rollup.rollup(rows, source)).write_parquet(out / "00000000.parquet")
+                if sigs.get(d):
+                    (out / SIGNATURE).write_text(str(sigs[d]))
+                dest = self._source_dir("rollup", source) / staging.day_dir(d)
+                old = trash / "rollup" / f"source={source}" / dest.name
+                old.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(dest, old)  # a crash before the next rename: recover() puts it back
+                os.replace(out, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(trash, ignore_errors=True)
 

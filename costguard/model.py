@@ -64,6 +64,7 @@ class ConnectionStatus(StrEnum):
 
     UNKNOWN = "unknown"
     OK = "ok"
+    PARTIAL = "partial"
     INVALID_CONFIGURATION = "invalid_configuration"
     FAILED_CONNECTION = "failed_connection"
     PARSE_ERROR = "parse_error"

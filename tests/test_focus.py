@@ -61,7 +61,9 @@ def test_spec_versions_load_with_21_mandatory_columns(version: str) -> None:
 
 def test_lake_schema_is_focus_1_2_plus_extras() -> None:
     schema = focus.lake_schema()
-    assert list(schema)[:-3] == list(focus.columns("1.2"))
+    n = len(focus.CARRIED)
+    assert list(schema)[: -3 - n] == list(focus.columns("1.2"))
+    assert list(schema)[-3 - n : -3] == list(focus.CARRIED)  # FOCUS 1.3/1.4 columns carried as-is
     assert list(schema)[-3:] == ["x_ChargeDate", "x_Tags", "x_Conformance"]
     assert schema["BilledCost"] == pl.Decimal(38, 10)
     assert schema["ChargePeriodStart"] == pl.Datetime("us", "UTC")
@@ -75,7 +77,7 @@ def test_lake_schema_is_focus_1_2_plus_extras() -> None:
 
 def test_sample_totals_are_exact(sample: pl.DataFrame) -> None:
     assert sample.height == 1000
-    assert sample.schema == pl.Schema(focus.lake_schema())
+    assert sample.schema == pl.Schema(focus.row_schema())
     totals = _totals(sample)
     exact: dict[str, Decimal] = {}
     for r in _raw_rows():
@@ -98,7 +100,7 @@ def test_sample_conformance_flags_without_dropping_rows(sample: pl.DataFrame) ->
     assert 1 <= len(freq.samples) <= 3 and all(s["value"] == "Usage-based" for s in freq.samples)
     # flagged, not fixed: the wrong-case value is still there
     assert sample.filter(pl.col("ChargeFrequency") == "Usage-based").height == 7
-    assert report.fatal() == []
+    assert sample["x_Reject"].is_null().all()  # nothing in the sample is unstorable
     d = report.to_dict()
     assert json.loads(json.dumps(d)) == d and d["rows"] == 1000
     line = next(s for s in report.summary_lines() if s.startswith("ChargeFrequency:allowed_values"))
@@ -173,7 +175,7 @@ def test_typed_parquet_with_naive_timestamps_and_floats(tmp_path: Path) -> None:
     )
     df.write_parquet(tmp_path / "typed.parquet")
     out = _load(tmp_path / "typed.parquet")
-    assert out.schema == pl.Schema(focus.lake_schema())
+    assert out.schema == pl.Schema(focus.row_schema())
     assert out["ChargePeriodStart"][0] == datetime(2024, 9, 18, 22, tzinfo=timezone.utc)
     assert out["ChargePeriodEnd"][0] == datetime(2024, 9, 18, 21, tzinfo=timezone.utc)
     assert out["BilledCost"][0] == Decimal("0.0000008")
@@ -183,7 +185,7 @@ def test_streaming_sink(tmp_path: Path) -> None:
     lf = focus.normalize(focus.scan(str(SAMPLE)), file=str(SAMPLE))
     lf.sink_parquet(tmp_path / "lake.parquet")
     back = pl.read_parquet(tmp_path / "lake.parquet")
-    assert back.height == 1000 and back.schema == pl.Schema(focus.lake_schema())
+    assert back.height == 1000 and back.schema == pl.Schema(focus.row_schema())
 
 
 def test_discover_local_globs(tmp_path: Path) -> None:
@@ -213,7 +215,7 @@ def test_extra_and_missing_optional_columns(tmp_path: Path) -> None:
     path = tmp_path / "extra.csv"
     df.write_csv(path)
     out = _load(path)
-    assert out.columns == list(focus.lake_schema())
+    assert out.columns == list(focus.row_schema())
     assert out["AvailabilityZone"].is_null().all() and out["x_Tags"].is_null().all()
 
 
@@ -267,19 +269,21 @@ def test_truncated_gzip_and_missing_file(tmp_path: Path) -> None:
         focus.scan(str(tmp_path / "nope.csv"))
 
 
-def test_non_numeric_cost_is_kept_and_fatal(tmp_path: Path) -> None:
+def test_unreadable_cost_or_date_marks_the_row_rejected_with_its_value(tmp_path: Path) -> None:
     rows = _raw_rows()
     rows[5]["BilledCost"] = "12,50 EUR"
     rows[6]["ChargePeriodStart"] = "yesterday"
+    rows[7]["ChargePeriodStart"] = "NULL"
+    rows[8]["EffectiveCost"] = "n/a"
     df = _load(_write_csv(tmp_path / "badcost.csv", rows))
-    assert df.height == 1000
+    assert df.height == 1000  # nothing dropped here: the lake stores, rejects or skips each row
     assert df["BilledCost"][5] is None and focus.decode_mask(df["x_Conformance"][5]) == ["BilledCost:type"]
-    assert df["ChargePeriodStart"][6] is None and "ChargePeriodStart:type" in focus.decode_mask(df["x_Conformance"][6])
-    report = focus.conformance(focus.normalize(focus.scan(str(tmp_path / "badcost.csv")), file="badcost.csv"))
-    assert report.checks["BilledCost:type"].count == 1
-    assert report.fatal() == ["BilledCost:type", "ChargePeriodStart:type"]
-    assert report.flagged_rows == 9
-    assert any("BilledCost:type  1 rows" in s for s in report.summary_lines())
+    got = df.select("x_Reject", "x_RejectValue").slice(5, 4).rows()
+    assert got == [("BilledCost is not a decimal number", "12,50 EUR"),
+                   ("ChargePeriodStart is not a date/time (ISO 8601 expected)", "yesterday"),
+                   ("ChargePeriodStart is null", None),
+                   ("EffectiveCost is not a decimal number", "n/a")]
+    assert df["x_Reject"].is_not_null().sum() == 4
 
 
 def test_report_merge() -> None:

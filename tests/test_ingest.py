@@ -24,14 +24,14 @@ def test_new_days_are_pulled_and_stored_unchanged_days_skipped():
     assert got == [date(2026, 3, 18), date(2026, 3, 19), date(2026, 3, 20)]
 
 
-def test_changed_month_to_date_day_is_re_read_but_not_a_changed_old_month():
+def test_a_changed_day_is_re_read_even_in_a_closed_month():
     avail = {d: f"sig-{d}" for d in _days(date(2026, 2, 1), AS_OF)}
     stored = dict(avail)
     avail[date(2026, 3, 5)] = "restated"
-    avail[date(2026, 2, 5)] = "restated"  # last month: closed, not re-read
+    avail[date(2026, 2, 5)] = "restated"  # last month's bill restated after it closed (AWS does this)
     got = plan_days(avail, stored, AS_OF, restate_days=1, month_to_date=True)
-    assert got == [date(2026, 3, 5), AS_OF]
-    assert plan_days(avail, stored, AS_OF, restate_days=1, month_to_date=False) == [AS_OF]
+    assert got == [date(2026, 2, 5), date(2026, 3, 5), AS_OF]
+    assert plan_days(avail, stored, AS_OF, restate_days=1, month_to_date=False) == got
 
 
 def test_sources_that_cannot_tell_re_read_the_whole_month_and_future_days_wait():
@@ -56,4 +56,4 @@ def test_touching_one_export_file_re_reads_only_that_day(cli, tmp_path):
     second = cli("run", "--once", "-c", cfg, "--as-of", "2026-03-10")
     assert "2 day(s) pulled, 8 day(s) already stored" in second.stdout  # the 4th and the trailing 10th
     rows = cli.json("costs", "-c", cfg, "--by", "ProviderName")
-    assert rows == [{"ProviderName": "AWS", "BilledCost": 11.5}]
+    assert rows == [{"ProviderName": "AWS", "BillingCurrency": "USD", "BilledCost": 11.5}]

@@ -10,18 +10,27 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from costguard import focus
-from costguard.app import query_costs
+from costguard import focus, staging
 from costguard.errors import ConfigError, DataError
 from costguard.lake import Lake
 from costguard.model import Window
+from costguard.providers import Horizon, Part
+from costguard.queries import query_costs
 
 from focus_rows import days, row, write
 
+H = Horizon(date(2026, 3, 31))
 
-def _parts(tmp_path: Path, name: str, rows: list[dict]) -> list[pl.LazyFrame]:
+
+def _parts(tmp_path: Path, name: str, rows: list[dict]) -> list[Part]:
     f = write(tmp_path / f"{name}.csv", rows)
-    return [focus.normalize(focus.scan(str(f)), file=str(f))]
+    scanned = focus.scan_file(str(f))
+    lf = focus.normalize(scanned.frame.with_row_index("x_Line", offset=scanned.first_line), file=str(f))
+    return [Part(lf, origin=str(f), rows_read=len(rows), line_kind=scanned.line_kind)]
+
+
+def _write(lake: Lake, window: Window, parts: list[Part]):
+    return lake.write("s", [window], parts, horizon=H)
 
 
 def _totals(lake: Lake) -> dict[date, Decimal]:
@@ -32,10 +41,10 @@ def _totals(lake: Lake) -> dict[date, Decimal]:
 def test_rewriting_a_window_replaces_exactly_its_days(tmp_path):
     lake = Lake(tmp_path / "lake", writer=True)
     first = [row(d, "1.00") for d in days(date(2026, 3, 1), 5)]
-    lake.write_window("s", Window(date(2026, 3, 1), date(2026, 3, 6)), _parts(tmp_path, "a", first))
+    _write(lake, Window(date(2026, 3, 1), date(2026, 3, 6)), _parts(tmp_path, "a", first))
     restated = [row(date(2026, 3, 3), "7.50"), row(date(2026, 3, 3), "0.25", resource="i-2")]
-    w = lake.write_window("s", Window(date(2026, 3, 3), date(2026, 3, 5)), _parts(tmp_path, "b", restated))
-    assert w.rows_by_day == {date(2026, 3, 3): 2}
+    ledger = _write(lake, Window(date(2026, 3, 3), date(2026, 3, 5)), _parts(tmp_path, "b", restated))
+    assert (ledger.rows_read, ledger.rows_stored, ledger.rows_rejected) == (2, 2, 0)
     got = _totals(lake)
     # the 3rd is replaced, the 4th (in the window, no rows any more) is gone, the rest untouched
     assert got == {date(2026, 3, 1): Decimal("1"), date(2026, 3, 2): Decimal("1"),
@@ -45,22 +54,55 @@ def test_rewriting_a_window_replaces_exactly_its_days(tmp_path):
     assert rows.height == 2
 
 
-def test_unusable_rows_change_nothing(tmp_path):
+def test_unusable_rows_are_rejected_with_reason_and_kept_aside(tmp_path):
     lake = Lake(tmp_path / "lake", writer=True)
-    lake.write_window("s", Window(date(2026, 3, 1), date(2026, 3, 3)), _parts(tmp_path, "a", [row(date(2026, 3, 1), "1.00"), row(date(2026, 3, 2), "2.00")]))
+    bad = [row(date(2026, 3, 1), "not-a-number"), row(date(2026, 3, 2), "3.00"), row(date(1900, 1, 1), "5.00")]
+    with lake.begin("s", planned=list(Window(date(2026, 3, 1), date(2026, 3, 3)).days()), horizon=H, run_id="r1") as b:
+        b.add_all(_parts(tmp_path, "b", bad))
+        ledger = b.finish()
+        b.commit()
+    assert (ledger.rows_read, ledger.rows_stored, ledger.rows_rejected, ledger.rows_skipped) == (3, 1, 2, 0)
+    why = {k: v.samples[0] for k, v in ledger.rejected.items()}
+    assert why["BilledCost is not a decimal number"]["line"] == 2 and why["BilledCost is not a decimal number"]["value"] == "not-a-number"
+    out_of_range = next(v for k, v in why.items() if k.startswith("ChargePeriodStart outside"))
+    assert out_of_range["line"] == 4 and out_of_range["value"] == "1900-01-01"
+    money = ledger.money["USD"]
+    assert (money.read, money.stored, money.rejected, money.unreadable) == (Decimal(8), Decimal(3), Decimal(5), 1)
+    assert _totals(lake) == {date(2026, 3, 2): Decimal("3")}
+    kept = pl.read_parquet(tmp_path / "lake" / "rejected" / "source=s" / "r1")
+    assert sorted(kept["x_Line"].to_list()) == [2, 4] and set(kept["x_Reject"].str.slice(0, 10)) == {"BilledCost", "ChargePeri"}
+    assert not any((tmp_path / "lake" / ".staging").glob("*"))
+
+
+def test_a_failed_source_changes_nothing(tmp_path):
+    lake = Lake(tmp_path / "lake", writer=True)
+    _write(lake, Window(date(2026, 3, 1), date(2026, 3, 3)), _parts(tmp_path, "a", [row(date(2026, 3, 1), "1.00"), row(date(2026, 3, 2), "2.00")]))
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "lake").rglob("*.parquet"))
-    bad = [row(date(2026, 3, 1), "not-a-number"), row(date(2026, 3, 2), "3.00")]
-    with pytest.raises(DataError, match="BilledCost:type"):
-        lake.write_window("s", Window(date(2026, 3, 1), date(2026, 3, 3)), _parts(tmp_path, "b", bad))
+
+    def parts():
+        yield from _parts(tmp_path, "b", [row(date(2026, 3, 1), "9.00")])
+        raise DataError("the second file is truncated")
+
+    with pytest.raises(DataError, match="truncated"):
+        _write(lake, Window(date(2026, 3, 1), date(2026, 3, 3)), parts())
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "lake").rglob("*.parquet")) == before
     assert _totals(lake) == {date(2026, 3, 1): Decimal("1"), date(2026, 3, 2): Decimal("2")}
     assert not any((tmp_path / "lake" / ".staging").glob("*"))
 
 
+def test_ledger_that_does_not_balance_fails_and_stores_nothing(tmp_path):
+    lake = Lake(tmp_path / "lake", writer=True)
+    (part,) = _parts(tmp_path, "a", [row(date(2026, 3, 1), "1.00"), row(date(2026, 3, 2), "2.00")])
+    short = Part(part.rows, origin=part.origin, rows_read=3)  # the file held 3 rows, 2 came through
+    with pytest.raises(DataError, match="3 rows read but 2 accounted for"):
+        _write(lake, Window(date(2026, 3, 1), date(2026, 3, 3)), [short])
+    assert _totals(lake) == {}
+
+
 def test_recover_puts_back_a_day_whose_swap_was_interrupted(tmp_path):
     root = tmp_path / "lake"
     lake = Lake(root, writer=True)
-    lake.write_window("s", Window(date(2026, 3, 1), date(2026, 3, 2)), _parts(tmp_path, "a", [row(date(2026, 3, 1), "4.00")]))
+    _write(lake, Window(date(2026, 3, 1), date(2026, 3, 2)), _parts(tmp_path, "a", [row(date(2026, 3, 1), "4.00")]))
     # a crash after the old day went to the trash and before the new one was renamed in
     day = root / "rollup" / "source=s" / "day=2026-03-01"
     trash = root / ".trash" / "deadbeef" / "rollup" / "source=s"
@@ -77,9 +119,73 @@ def test_recover_puts_back_a_day_whose_swap_was_interrupted(tmp_path):
 
 def test_rollup_only_lake_refuses_row_level_queries_with_a_reason(tmp_path):
     lake = Lake(tmp_path / "lake", keep_rows=False, writer=True)
-    lake.write_window("s", Window(date(2026, 3, 1), date(2026, 3, 2)), _parts(tmp_path, "a", [row(date(2026, 3, 1), "4.00")]))
+    _write(lake, Window(date(2026, 3, 1), date(2026, 3, 2)), _parts(tmp_path, "a", [row(date(2026, 3, 1), "4.00")]))
     assert not (tmp_path / "lake" / "costs").exists()
     by_service = query_costs(lake, ["ServiceName"], start=None, end=None, metric="BilledCost")
-    assert by_service.to_dicts() == [{"ServiceName": "Amazon EC2", "BilledCost": Decimal("4")}]
+    assert by_service.to_dicts() == [{"ServiceName": "Amazon EC2", "BillingCurrency": "USD", "BilledCost": Decimal("4")}]
     with pytest.raises(ConfigError, match="keep_rows"):
-        query_costs(lake, ["ChargeFrequency"], start=None, end=None, metric="BilledCost")
+        query_costs(lake, ["ChargeDescription"], start=None, end=None, metric="BilledCost")
+
+
+def _staged_commit(tmp_path: Path, lake: Lake, rows: list[dict], planned: list[date]) -> staging.Batch:
+    b = lake.begin("s", planned=planned, horizon=H, run_id="r2")
+    b.add_all(_parts(tmp_path, "n", rows))
+    b.finish()
+    return b
+
+
+def test_a_commit_interrupted_half_way_is_rolled_forward(tmp_path):
+    """SIGKILL after the COMMITTED marker, with one of two days swapped: the next writer finishes it."""
+    root = tmp_path / "lake"
+    lake = Lake(root, writer=True)
+    _write(lake, Window(date(2026, 3, 1), date(2026, 3, 3)), _parts(tmp_path, "a", [row(date(2026, 3, 1), "1.00"), row(date(2026, 3, 2), "2.00")]))
+    b = _staged_commit(tmp_path, lake, [row(date(2026, 3, 1), "10.00"), row(date(2026, 3, 2), "20.00")],
+                       [date(2026, 3, 1), date(2026, 3, 2)])
+    # what commit() does, stopped after the first day's swap
+    import json, os
+    data = {area: sorted(p.name for p in (b.dir / area).glob("day=*")) for area in ("costs", "rollup")}
+    (b.dir / "days.json").write_text(json.dumps(data))
+    (b.dir / staging.COMMITTED).write_text("r2")
+    for area in ("costs", "rollup"):
+        dest = root / area / "source=s" / "day=2026-03-01"
+        trash = root / ".trash" / b.dir.name / area / "source=s"
+        trash.mkdir(parents=True)
+        os.replace(dest, trash / dest.name)
+        os.replace(b.dir / area / "day=2026-03-01", dest)
+    b._release()  # the writer process "dies": its lock goes with it
+    assert _totals(Lake(root)) == {date(2026, 3, 1): Decimal("10"), date(2026, 3, 2): Decimal("2")}  # half new
+    reopened = Lake(root, writer=True)
+    assert _totals(reopened) == {date(2026, 3, 1): Decimal("10"), date(2026, 3, 2): Decimal("20")}
+    assert not any((root / ".staging").glob("*")) and not any((root / ".trash").glob("*"))
+
+
+def test_an_uncommitted_batch_of_a_live_writer_is_left_alone(tmp_path):
+    root = tmp_path / "lake"
+    lake = Lake(root, writer=True)
+    b = _staged_commit(tmp_path, lake, [row(date(2026, 3, 1), "10.00")], [date(2026, 3, 1)])
+    Lake(root, writer=True)  # another writer opens the lake (recovery) while b is staged
+    assert b.dir.exists()
+    b.commit()
+    assert _totals(Lake(root)) == {date(2026, 3, 1): Decimal("10")}
+
+
+def test_lake_written_by_the_previous_format_is_upgraded(tmp_path):
+    root = tmp_path / "lake"
+    lake = Lake(root, writer=True)
+    _write(lake, Window(date(2026, 3, 1), date(2026, 3, 2)), _parts(tmp_path, "a", [row(date(2026, 3, 1), "4.00")]))
+    # make it look like format 1: no FORMAT file, a rollup without the new keys
+    (root / "FORMAT").unlink()
+    f = next((root / "rollup" / "source=s").glob("day=*/*.parquet"))
+    pl.read_parquet(f).drop("SkuId", "PricingQuantity").write_parquet(f)
+    assert "SkuId" not in pl.read_parquet(f).columns
+    assert Lake(root).rollup().collect()["SkuId"].to_list() == [None]  # readable as it is
+    upgraded = Lake(root, writer=True)
+    assert (root / "FORMAT").read_text().strip() == "2"
+    assert "SkuId" in pl.read_parquet(next((root / "rollup" / "source=s").glob("day=*/*.parquet"))).columns
+    assert _totals(upgraded) == {date(2026, 3, 1): Decimal("4")}
+
+
+def test_read_only_lake_is_not_created(tmp_path):
+    lake = Lake(tmp_path / "nothing-here")
+    assert lake.rollup().collect().height == 0 and lake.sources() == []
+    assert not (tmp_path / "nothing-here").exists()

@@ -58,7 +58,7 @@ def reconcile(store: Store, findings, now, rules=("r-tag",), **kw) -> ReconcileR
 
 def test_fresh_file_gets_schema_at_head(url, tmp_path):
     with Store.open(url) as s:
-        assert s.schema_revision() == head_revision() == "0001"
+        assert s.schema_revision() == head_revision() == "0002"
     assert (tmp_path / "nested/dir/state.db").exists()
     engine = create_engine(url)
     assert TABLES <= set(inspect(engine).get_table_names())
@@ -154,12 +154,43 @@ def test_mark_abandoned_runs(store):
     store.start_run("r1", as_of=date(2024, 2, 29), started_at=T1, trigger="cli", dry_run=False)
     store.start_run("r2", as_of=date(2024, 2, 29), started_at=T2, trigger="cli", dry_run=False)
     store.finish_run("r2", status="ok", finished_at=T2, providers={}, conformance={}, stats={})
-    assert store.mark_abandoned_runs(T3) == 1
+    assert store.mark_abandoned_runs(T3) == ["r1"]
     run = store.get_run("r1")
     assert run["status"] == "failed" and run["finished_at"] == T3
     assert run["error"] == "abandoned (process ended without finishing)"
     assert store.get_run("r2")["status"] == "ok"
-    assert store.mark_abandoned_runs(T3) == 0
+    assert store.mark_abandoned_runs(T3) == []
+
+
+def test_a_run_whose_owner_is_alive_is_not_abandoned(store):
+    import subprocess
+    import sys
+
+    from costguard.procs import ProcessId, start_time, this_process
+
+    me = this_process()
+    store.start_run("mine", as_of=date(2024, 2, 29), started_at=T1, trigger="cli", dry_run=False, owner=me)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # a process that has ended: its pid is free (or reused by another start time)
+    gone = ProcessId(me.host, child.pid, "1")
+    store.start_run("orphan", as_of=date(2024, 2, 29), started_at=T1, trigger="cli", dry_run=False, owner=gone)
+    store.start_run("elsewhere", as_of=date(2024, 2, 29), started_at=T3 - timedelta(minutes=1), trigger="cli",
+                    dry_run=False, owner=ProcessId("another-host", 1, "1"))
+    assert store.mark_abandoned_runs(T3) == ["orphan"]  # alive here; another host's heartbeat is fresh
+    assert {r["run_id"] for r in store.running_runs()} == {"mine", "elsewhere"}
+    store.heartbeat("elsewhere", T3 - timedelta(minutes=1))
+    assert store.mark_abandoned_runs(T3 + timedelta(minutes=10)) == ["elsewhere"]  # its heartbeat went stale
+    assert start_time(me.pid) == me.start
+
+
+def test_live_as_of_ignores_dry_runs_and_backtests(store):
+    store.start_run("a", as_of=date(2024, 3, 5), started_at=T1, trigger="cli", dry_run=False)
+    store.finish_run("a", status="ok", finished_at=T1, providers={}, conformance={}, stats={})
+    store.start_run("b", as_of=date(2024, 3, 9), started_at=T2, trigger="cli", dry_run=True)
+    store.finish_run("b", status="ok", finished_at=T2, providers={}, conformance={}, stats={})
+    store.start_run("c", as_of=date(2024, 3, 1), started_at=T3, trigger="cli", dry_run=False, backtest=True)
+    store.finish_run("c", status="ok", finished_at=T3, providers={}, conformance={}, stats={})
+    assert store.live_as_of() == date(2024, 3, 5)
 
 
 def test_timestamps_are_aware_utc_and_naive_is_refused(store):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 
+from costguard.app import utcnow
 from costguard.config import load_config
 from costguard.daemon import CycleWorker
 from costguard.metrics import Metrics
@@ -36,7 +37,7 @@ def test_crashed_worker_run_is_marked_failed_with_its_exit_code(tmp_path, monkey
     monkeypatch.setenv("CG_TEST_DB", db)
     store = Store.open(db)
     metrics, health = Metrics(), HealthState()
-    worker = CycleWorker(load_config(cfg), store=store, metrics=metrics, health=health, stop=threading.Event(),
+    worker = CycleWorker(load_config(cfg).path, clock=utcnow, store=store, metrics=metrics, health=health, stop=threading.Event(),
                          command=[sys.executable, "-c", CRASHING_WORKER])
     worker("schedule")
     run = store.last_run()
@@ -54,7 +55,7 @@ def test_worker_that_never_starts_counts_a_failed_cycle(tmp_path):
         """)
     store = Store.open(f"sqlite:///{tmp_path / 'state.db'}")
     metrics = Metrics()
-    worker = CycleWorker(load_config(cfg), store=store, metrics=metrics, health=HealthState(), stop=threading.Event(),
+    worker = CycleWorker(load_config(cfg).path, clock=utcnow, store=store, metrics=metrics, health=HealthState(), stop=threading.Event(),
                          command=[sys.executable, "-c", "import sys; sys.exit(3)"])
     worker("startup")
     assert store.last_run() is None

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from costguard.model import SEVERITY_RANK, money
+from costguard.notify.base import RECEIVERS, ReceiverConfig
+from costguard.build import BuildContext
 
 EVENT_ORDER = ("new", "regressed", "updated", "unsnoozed", "resolved")
 EVENT_TITLE = {
@@ -23,12 +25,29 @@ def _amount(v: Any, currency: str) -> str:
     return f"{money(v)} {currency}" if v is not None else "-"
 
 
+@RECEIVERS.register("console")
+class ConsoleConfig(ReceiverConfig):
+    """The terminal (stdout of `costguard run`), grouped by owner, rule or kind.
+
+    ```yaml
+    console: {type: console, group_by: owner}
+    ```
+    """
+
+    type: Literal["console"] = "console"
+    group_by: Literal["owner", "rule", "kind"] = "owner"
+
+    def build(self, name: str, ctx: BuildContext) -> "ConsoleNotifier":
+        return ConsoleNotifier(ctx.out, group_by=self.group_by, name=name)
+
+
 class ConsoleNotifier:
     """Prints changes grouped by owner (or rule / kind), most severe and most expensive first."""
 
-    def __init__(self, out: TextIO, *, group_by: str = "owner") -> None:
+    def __init__(self, out: TextIO, *, group_by: str = "owner", name: str = "console") -> None:
         self.out = out
         self.group_by = group_by
+        self.name = name
 
     def deliver(self, changes: Sequence[tuple[str, dict]], *, dry_run: bool = False) -> int:
         w = self.out.write

@@ -7,19 +7,56 @@ import os
 from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
+from pydantic import Field
 
 from costguard import focus
 from costguard.errors import DataError, ProviderError, first_line
 from costguard.inventory import read_inventory
 from costguard.model import ConnectionStatus, NativeBudget, Window
+from costguard.build import BuildContext
+from costguard.providers.base import PROVIDERS, Check, Horizon, Part, ProviderConfig, ProviderStatus
 
 CHUNK_ROWS = 500_000  # rows normalised and written per step: bounds memory whatever the file size
 
 
+@PROVIDERS.register("focus")
+class FocusConfig(ProviderConfig):
+    """Any FOCUS 1.0–1.4 export: CSV, CSV.gz or parquet files, local or on S3.
+
+    ```yaml
+    - name: exports
+      type: focus
+      paths: ["exports/**/*.parquet"]
+      inventory: inventory.parquet
+    ```
+    """
+
+    type: Literal["focus"] = "focus"
+    paths: list[str] = Field(min_length=1, description="files or globs (** = any depth), local or s3://")
+    inventory: str | None = Field(None, description="resource snapshot (CSV or parquet)")
+    storage_options: dict[str, str] = Field(default_factory=dict, description="passed to polars for s3:// (region, endpoint, …)")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (emulators, VPC endpoints)")
+
+    def build(self, ctx: BuildContext) -> "FocusProvider":
+        opts = dict(self.storage_options)
+        if self.endpoint_url:
+            opts.setdefault("aws_endpoint_url", self.endpoint_url)
+        return FocusProvider(self.name, self.paths, base_dir=ctx.base_dir, inventory=self.inventory, storage_options=opts)
+
+    def data_paths(self) -> Sequence[str]:
+        return [p for p in self.paths if "://" not in p]
+
+
 class FocusProvider:
-    """Reads FOCUS export files. Every file is checked on its own so errors name the file."""
+    """Reads FOCUS export files. Every file is checked on its own so errors name the file.
+
+    Each run, a file is read when it holds a planned day, or when it holds rows that can never
+    be stored (no readable ChargePeriodStart, or a date outside the accepted range): those are
+    rejected again, so the source stays ``partial`` until the export is fixed.
+    """
 
     def __init__(
         self,
@@ -37,51 +74,57 @@ class FocusProvider:
         self._inventory = inventory
         self._storage_options = storage_options or None
         self._chunk_rows = chunk_rows
-        self._files: list[str] | None = None
-        self._days_of: dict[str, set[date]] = {}
-        self._status: tuple[ConnectionStatus, str | None] = (ConnectionStatus.UNKNOWN, None)
+        self._found: focus.Discovered | None = None
+        self._days_of: dict[str, set[date | None]] = {}
+        self._status = ProviderStatus()
 
     # ---- protocol -----------------------------------------------------------------------------
-    def available_days(self, as_of: date) -> dict[date, str | None]:
+    def available_days(self, horizon: Horizon) -> dict[date, str | None]:
         """Each day with rows (<= as_of) → a signature of the files holding it (size + mtime).
 
         A stored day whose signature is unchanged holds exactly what the files hold, so it need
         not be re-read; a restated export changes the signature. s3:// files give no signature.
         """
         files_of: dict[date, list[str]] = {}
-        for f in self._discover():
+        for f in self._discover().files:
             try:
-                got = focus.charge_days(self._raw(f), file=f).collect(engine="streaming")
+                got = focus.file_days(self._raw(f), file=f).collect(engine="streaming")
             except DataError as e:
                 raise self._fail(ConnectionStatus.PARSE_ERROR, str(e)) from None
             except pl.exceptions.PolarsError as e:
                 raise self._fail(ConnectionStatus.PARSE_ERROR, f"{f}: cannot read: {first_line(e)}") from None
-            days = {d for d in got["x_ChargeDate"].to_list() if d is not None}
+            days = set(got["x_ChargeDate"].to_list())
             self._days_of[f] = days
             for d in days:
-                if d <= as_of:
+                if d is not None and d <= horizon.as_of and horizon.accepts(d):
                     files_of.setdefault(d, []).append(f)
-        self._status = (ConnectionStatus.OK, None if files_of else f"files found, but no rows on or before {as_of}")
+        self._status = ProviderStatus(ConnectionStatus.OK, None if files_of else f"files found, but no rows on or before {horizon.as_of}")
         return {d: _signature(fs) for d, fs in files_of.items()}
 
-    def costs(self, window: Window) -> Iterator[pl.LazyFrame]:
-        """Normalised rows in ``window``, in bounded parts (one file, or a slice of a big one)."""
-        for f in self._discover():
+    def costs(self, windows: Sequence[Window], horizon: Horizon) -> Iterator[Part]:
+        """Each file holding a planned day or unstorable rows, in bounded parts (a file, or a
+        slice of a big one), every row numbered so a rejection can name its line."""
+        for f in self._discover().files:
             days = self._days_of.get(f)
-            if days is not None and not any(window.start <= d < window.end for d in days):
+            if days is not None and not any(
+                d is None or not horizon.accepts(d) or any(w.start <= d < w.end for w in windows) for d in days
+            ):
                 continue
-            raw = self._raw(f)
+            scanned = self._scan(f)
             try:
-                n = raw.select(pl.len()).collect().item()
+                n = scanned.frame.select(pl.len()).collect().item()
             except pl.exceptions.PolarsError as e:
                 raise self._fail(ConnectionStatus.PARSE_ERROR, f"{f}: cannot read: {first_line(e)}") from None
+            size, sig = _stat(f)
+            numbered = scanned.frame.with_row_index(focus.LINE, offset=scanned.first_line)
             for offset in range(0, max(n, 1), self._chunk_rows):
-                part = raw.slice(offset, self._chunk_rows) if n > self._chunk_rows else raw
+                part = numbered.slice(offset, self._chunk_rows) if n > self._chunk_rows else numbered
                 try:
                     lf = focus.normalize(part, file=f)
                 except DataError as e:
                     raise self._fail(ConnectionStatus.PARSE_ERROR, str(e)) from None
-                yield lf.filter((pl.col("x_ChargeDate") >= window.start) & (pl.col("x_ChargeDate") < window.end))
+                yield Part(lf, origin=f, rows_read=min(self._chunk_rows, n - offset) if n else 0,
+                           line_kind=scanned.line_kind, size=size, signature=sig)
 
     def inventory(self) -> pl.DataFrame | None:
         if not self._inventory:
@@ -96,39 +139,82 @@ class FocusProvider:
         """FOCUS exports carry no budgets; budgets for this source are costguard `budget` rules."""
         return []
 
-    def status(self) -> tuple[ConnectionStatus, str | None]:
+    def status(self) -> ProviderStatus:
         return self._status
 
-    # ---- internals ----------------------------------------------------------------------------
-    def _discover(self) -> list[str]:
-        if self._files is None:
+    def checks(self) -> Iterator[Check]:
+        """Paths match and are readable, each file is FOCUS (which version), the inventory reads."""
+        try:
+            found = focus.discover_files(self._patterns, self._base_dir, self._storage_options)
+        except DataError as e:
+            yield Check(f"{self.name}: export files", False, str(e), "fix the paths: patterns are relative to the config file")
+            return
+        yield Check(f"{self.name}: export files", True, f"{len(found.files)} file(s)"
+                    + (f", {sum(len(v) for v in found.aliases.values())} duplicate path(s) read once" if found.aliases else ""))
+        newest: date | None = None
+        for f in found.files:
             try:
-                self._files = focus.discover(self._patterns, self._base_dir, self._storage_options)
+                raw = focus.scan(f, self._storage_options)
+                cols = raw.collect_schema().names()
+                version, why = focus.detect_version(cols)
+                days = focus.file_days(raw, file=f).collect(engine="streaming")["x_ChargeDate"].drop_nulls()
+                if len(days):
+                    newest = max(newest or days.max(), days.max())  # type: ignore[type-var]
+                yield Check(f"{self.name}: {f}", True, f"FOCUS {version} ({why})")
+            except (DataError, pl.exceptions.PolarsError) as e:
+                yield Check(f"{self.name}: {f}", False, first_line(e), "re-export the file, or remove it from the paths")
+        if newest is not None:
+            yield Check(f"{self.name}: newest day", True, newest.isoformat())
+        if self._inventory:
+            path = self._inventory if "://" in self._inventory else str(self._base_dir / self._inventory)
+            try:
+                n = read_inventory(path, storage_options=self._storage_options).height
+                yield Check(f"{self.name}: inventory", True, f"{n} resource(s)")
+            except DataError as e:
+                yield Check(f"{self.name}: inventory", False, str(e), "fix or remove the inventory file")
+
+    # ---- internals ----------------------------------------------------------------------------
+    def _discover(self) -> focus.Discovered:
+        if self._found is None:
+            try:
+                self._found = focus.discover_files(self._patterns, self._base_dir, self._storage_options)
             except DataError as e:
                 raise self._fail(ConnectionStatus.MISSING_DATA, str(e)) from None
-        return self._files
+        return self._found
+
+    def aliases(self) -> dict[str, list[str]]:
+        """Files reached through more than one path (read once)."""
+        return dict(self._discover().aliases)
 
     def _raw(self, f: str) -> pl.LazyFrame:
+        return self._scan(f).frame
+
+    def _scan(self, f: str) -> focus.Scanned:
         try:
-            return focus.scan(f, self._storage_options)
+            return focus.scan_file(f, self._storage_options)
         except DataError as e:
             raise self._fail(ConnectionStatus.PARSE_ERROR, str(e)) from None
 
     def _fail(self, status: ConnectionStatus, message: str) -> ProviderError:
-        self._status = (status, message)
+        self._status = ProviderStatus(status, message)
         return ProviderError(self.name, message, status=str(status))
+
+
+def _stat(f: str) -> tuple[int | None, str | None]:
+    if "://" in f:
+        return None, None
+    try:
+        st = os.stat(f)
+    except OSError:
+        return None, None
+    return st.st_size, f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _signature(files: list[str]) -> str | None:
     h = hashlib.sha256()
     for f in sorted(files):
-        if "://" in f:
+        size, sig = _stat(f)
+        if sig is None:
             return None
-        try:
-            st = os.stat(f)
-        except OSError:
-            return None
-        h.update(f"{f}\x1f{st.st_size}\x1f{st.st_mtime_ns}\n".encode())
+        h.update(f"{f}\x1f{sig}\n".encode())
     return h.hexdigest()[:32]
-
-

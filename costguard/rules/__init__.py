@@ -8,7 +8,7 @@ from costguard.rules import tag_coverage as _tag_coverage  # noqa: F401  (regist
 from costguard.rules.base import RULES, Params, Rule, RuleContext, RuleInstance, apply_filter, docstring_example
 from costguard.rules.engine import EvaluationResult, evaluate
 from costguard.rules.loader import load_rules
-from costguard.rules.registry import Registry, UnknownName
+from costguard.registry import Registry, UnknownName
 
 __all__ = [
     "RULES",

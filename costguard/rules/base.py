@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from costguard.lake import ROLLUP_KEYS
 from costguard.model import Finding
-from costguard.rules.registry import Registry
+from costguard.registry import Registry
 
 #: String dimensions of the daily cost rollup: what ``filter:`` and ``group_by:`` may name.
 DIMENSIONS: tuple[str, ...] = ("x_Source", *(k for k in ROLLUP_KEYS if k not in ("x_ChargeDate", "x_Tags")))

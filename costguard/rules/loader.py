@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from costguard import yamlsrc
 from costguard.errors import ConfigError, ConfigIssue
 from costguard.rules.base import RULES, RuleInstance, Severity, check_filter
-from costguard.rules.registry import UnknownName
+from costguard.registry import UnknownName
 
 SUFFIXES = (".yaml", ".yml")
 COMMON_KEYS = ("id", "kind", "severity", "description", "filter")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from .types import Money, UTCDateTime
@@ -46,6 +47,11 @@ runs = Table(
     Column("conformance", JSON(none_as_null=True), nullable=True),
     Column("stats", JSON(none_as_null=True), nullable=True),
     Column("error", Text(), nullable=True),
+    Column("backtest", Boolean(), nullable=False, server_default=false()),
+    Column("owner_host", String(256), nullable=True),
+    Column("owner_pid", Integer(), nullable=True),
+    Column("owner_start", String(64), nullable=True),
+    Column("heartbeat_at", UTCDateTime(), nullable=True),
     Index(None, "started_at"),
     Index(None, "status"),
 )

@@ -23,6 +23,7 @@ from .lifecycle import ROW_KEYS, ReconcileResult, plan_reconcile, to_finding_dic
 from .schema import FINDING_STATUSES, RUN_STATUSES, TRIGGERS, finding_events, findings, ledger
 from .schema import runs, windows
 from .types import ensure_utc
+from ..procs import ProcessId, owner_gone
 
 ABANDONED = "abandoned (process ended without finishing)"
 MIN_PREFIX = 6
@@ -104,13 +105,17 @@ class Store:
     # ---- runs --------------------------------------------------------------------------------
 
     def start_run(
-        self, run_id: str, *, as_of: date, started_at: datetime, trigger: str, dry_run: bool
+        self, run_id: str, *, as_of: date, started_at: datetime, trigger: str, dry_run: bool,
+        backtest: bool = False, owner: ProcessId | None = None,
     ) -> None:
         if trigger not in TRIGGERS:
             raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
+        started_at = ensure_utc(started_at, "started_at")
         row = {
-            "run_id": run_id, "started_at": ensure_utc(started_at, "started_at"), "as_of": as_of,
-            "trigger": trigger, "dry_run": bool(dry_run), "status": "running",
+            "run_id": run_id, "started_at": started_at, "as_of": as_of,
+            "trigger": trigger, "dry_run": bool(dry_run), "backtest": bool(backtest), "status": "running",
+            "owner_host": owner.host if owner else None, "owner_pid": owner.pid if owner else None,
+            "owner_start": owner.start if owner else None, "heartbeat_at": started_at,
         }  # fmt: skip
         try:
             with self._tx(write=True) as conn:
@@ -159,12 +164,52 @@ class Store:
             row = conn.execute(q).mappings().first()
         return dict(row) if row else None
 
-    def mark_abandoned_runs(self, now: datetime) -> int:
-        """Runs still 'running' (their process died) -> 'failed'. Call once at startup."""
-        values = {"status": "failed", "finished_at": ensure_utc(now, "now"), "error": ABANDONED}
+    def heartbeat(self, run_id: str, at: datetime) -> None:
+        """The run's owner is alive (written every few seconds while a cycle runs)."""
         with self._tx(write=True) as conn:
-            done = conn.execute(update(runs).where(runs.c.status == "running").values(**values))
-            return done.rowcount
+            conn.execute(update(runs).where(runs.c.run_id == run_id).values(heartbeat_at=ensure_utc(at, "at")))
+
+    def running_runs(self) -> list[dict]:
+        with self._tx() as conn:
+            return [dict(r) for r in conn.execute(select(runs).where(runs.c.status == "running")).mappings()]
+
+    def mark_abandoned_runs(self, now: datetime) -> list[str]:
+        """Runs still 'running' whose owning process has ended -> 'failed' (abandoned). A run
+        whose owner is alive (a cycle worker that outlived its daemon, a `run --once` in another
+        terminal) is left alone. Returns the run ids marked."""
+        now = ensure_utc(now, "now")
+        gone = [r["run_id"] for r in self.running_runs()
+                if owner_gone(r["owner_host"], r["owner_pid"], r["owner_start"], r["heartbeat_at"], now)]
+        if gone:
+            values = {"status": "failed", "finished_at": now, "error": ABANDONED}
+            with self._tx(write=True) as conn:
+                conn.execute(update(runs).where(runs.c.run_id.in_(gone) & (runs.c.status == "running")).values(**values))
+        return gone
+
+    def last_source_status(self, sources: Collection[str], *, lookback: int = 200) -> dict[str, dict]:
+        """For each source, how its newest recorded ingest ended: ``{status, detail, run_id}``
+        (runs that changed the lake: not dry runs, not unrecorded backtests)."""
+        want = set(sources)
+        out: dict[str, dict] = {}
+        q = (select(runs.c.run_id, runs.c.providers).where(runs.c.dry_run.is_(False) & runs.c.backtest.is_(False)
+             & (runs.c.status != "running")).order_by(runs.c.started_at.desc()).limit(lookback))
+        with self._tx() as conn:
+            for run_id, providers in conn.execute(q):
+                for name, p in (providers or {}).items():
+                    if name in want and name not in out:
+                        out[name] = {"status": p.get("status"), "detail": p.get("detail"), "run_id": run_id}
+                if len(out) == len(want):
+                    break
+        return out
+
+    def live_as_of(self) -> date | None:
+        """The as-of day of the newest run that updated the findings store (not a dry run, not an
+        unrecorded backtest, not failed): a run with an earlier as-of day is a backtest."""
+        q = select(func.max(runs.c.as_of)).where(
+            runs.c.dry_run.is_(False) & runs.c.backtest.is_(False) & runs.c.status.in_(("ok", "partial"))
+        )
+        with self._tx() as conn:
+            return conn.execute(q).scalar()
 
     # ---- windows -----------------------------------------------------------------------------
 
@@ -186,7 +231,8 @@ class Store:
         key = (windows.c.source == source) & (windows.c.day == day)
         with self._tx(write=True) as conn:
             conn.execute(delete(windows).where(key))
-            conn.execute(insert(windows).values(**row))
+            if rows:  # a re-pulled day that has no rows any more is gone from the lake
+                conn.execute(insert(windows).values(**row))
 
     def stored_days(self, source: str) -> set[date]:
         with self._tx() as conn:
@@ -234,8 +280,10 @@ class Store:
         q = select(*(findings.c[k] for k in ROW_KEYS)).where(where)
         return {r["fingerprint"]: dict(r) for r in conn.execute(q).mappings()}
 
-    def list_findings(self, *, status: str = "open", kind: str | None = None) -> list[dict]:
-        """Findings by status (open|snoozed|resolved|all), most severe then most costly first."""
+    def list_findings(self, *, status: str = "open", kind: str | None = None, owner: str | None = None,
+                      min_severity: str | None = None, rule: str | None = None) -> list[dict]:
+        """Findings by status (open|snoozed|resolved|all), most severe then most costly first.
+        ``owner="-"`` selects unowned findings; ``min_severity`` keeps that severity and worse."""
         if status != "all" and status not in FINDING_STATUSES:
             allowed = (*FINDING_STATUSES, "all")
             raise ValueError(f"status must be one of {allowed}, got {status!r}")
@@ -244,6 +292,12 @@ class Store:
             q = q.where(findings.c.status == status)
         if kind is not None:
             q = q.where(findings.c.kind == kind)
+        if owner is not None:
+            q = q.where(findings.c.owner.is_(None) if owner == "-" else findings.c.owner == owner)
+        if min_severity is not None:
+            q = q.where(findings.c.severity.in_([s for s, r in SEVERITY_RANK.items() if r >= SEVERITY_RANK[min_severity]]))
+        if rule is not None:
+            q = q.where(findings.c.rule == rule)
         with self._tx() as conn:
             rows = [to_finding_dict(r) for r in conn.execute(q).mappings()]
         # sorted here: exact Decimal order (SQLite stores amounts as text)

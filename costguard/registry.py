@@ -45,6 +45,9 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._items)
 
+    def items(self) -> list[tuple[str, T]]:
+        return [(n, self._items[n]) for n in self.names()]
+
     def __contains__(self, name: object) -> bool:
         return name in self._items
 

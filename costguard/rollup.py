@@ -1,0 +1,102 @@
+"""The daily rollup: what rules, reports and the digest read. One definition, used by the lake
+writer here and by anything that computes the same rollup elsewhere (e.g. pushed to Athena).
+
+A rollup row is one (day × source × every key below) with the sums of the cost metrics and
+quantities, and ``x_RowCount`` (how many source rows it sums).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from costguard import focus
+from costguard.model import COST_METRICS
+
+#: Lake format: bump when the rollup keys/columns or the row layout change (see Lake.upgrade).
+FORMAT_VERSION = 2
+
+ROLLUP_KEYS = (
+    "x_ChargeDate",
+    "ProviderName",
+    "BillingAccountId",
+    "BillingAccountName",
+    "SubAccountId",
+    "SubAccountName",
+    "ServiceName",
+    "ServiceCategory",
+    "RegionId",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
+    "ChargeCategory",
+    "ChargeFrequency",
+    "BillingCurrency",
+    "SkuId",
+    "PricingUnit",
+    "PricingCategory",
+    "ConsumedUnit",
+    "CommitmentDiscountId",
+    "CommitmentDiscountType",
+    "CommitmentDiscountStatus",
+    "AllocatedMethodId",
+    "AllocatedResourceId",
+    "x_Tags",
+)
+#: Summed per rollup row besides the cost metrics.
+QUANTITIES = ("PricingQuantity", "ConsumedQuantity")
+SUMMED = (*COST_METRICS, *QUANTITIES)
+ROLLUP_COLUMNS = ("x_Source", *ROLLUP_KEYS, *SUMMED, "x_RowCount")
+
+
+def rollup_schema() -> dict[str, pl.DataType]:
+    lake = focus.lake_schema()
+    out: dict[str, pl.DataType] = {"x_Source": pl.String()}
+    for k in ROLLUP_KEYS:
+        out[k] = lake[k]
+    for m in SUMMED:
+        out[m] = lake[m]
+    out["x_RowCount"] = pl.Int64()
+    return out
+
+
+def sums(count: pl.Expr) -> list[pl.Expr]:
+    """The aggregations of a rollup row. A nullable column (ContractedCost, the quantities) stays
+    null only when every summed row is null, so "unknown" is not turned into zero."""
+    out = []
+    for m in SUMMED:
+        if m in ("BilledCost", "EffectiveCost", "ListCost"):
+            out.append(pl.col(m).sum().alias(m))
+        else:
+            out.append(pl.when(pl.col(m).is_not_null().any()).then(pl.col(m).sum()).alias(m))
+    return [*out, count.alias("x_RowCount")]
+
+
+def rollup(rows: pl.LazyFrame, source: str, *, by_mask: bool = False) -> pl.LazyFrame:
+    """Rows → daily rollup; ``by_mask`` also splits by ``x_Conformance`` (with sample values of
+    the checked columns), so one pass yields both the rollup and the conformance counts."""
+    keys: list[str] = [*ROLLUP_KEYS, "x_Conformance"] if by_mask else list(ROLLUP_KEYS)
+    samples = focus.sample_aggs(keys) if by_mask else []
+    return (
+        rows.group_by(keys)
+        .agg(*sums(pl.len().cast(pl.Int64)), *samples)
+        .with_columns(pl.lit(source).alias("x_Source"))
+        .cast(rollup_schema())  # type: ignore[arg-type]
+    )
+
+
+def combine(partials: pl.LazyFrame) -> pl.DataFrame:
+    """Partial rollups (several parts, or with the mask split) → one rollup."""
+    return (
+        partials.group_by(["x_Source", *ROLLUP_KEYS])
+        .agg(*sums(pl.col("x_RowCount").sum()))
+        .select(list(ROLLUP_COLUMNS))
+        .cast(rollup_schema())  # type: ignore[arg-type]
+        .collect(engine="streaming")
+    )
+
+
+def dimensions() -> Sequence[str]:
+    """String dimensions of the rollup (what ``filter:``/``group_by:``/``costs --by`` may name cheaply)."""
+    return ("x_Source", *(k for k in ROLLUP_KEYS if k not in ("x_ChargeDate", "x_Tags")))
