@@ -27,8 +27,9 @@ Per page, in this order:
 * ``AllowedValues`` when the section has an "Allowed values:" line: the value columns of the table
   after it (every column whose header does not mention "Description"), joined with " / " when
   there are several (ServiceSubcategory: "Compute / Containers");
-* ``Introduced`` (the first line of "Introduced (version)"), ``Deprecated`` (the first line of a
-  "Deprecated (version)" section, only when the page has one);
+* ``Introduced`` (the first line of "Introduced (version)", or of "Version Introduced" as some
+  newer pages title it), ``Deprecated`` (likewise from "Deprecated (version)" or "Version
+  Deprecated", only when the page has such a section);
 * ``Requirements``: the top-level bullets that name the column (contain its ColumnId), taken from
   the "Requirements" section when the page has one, otherwise from the text before "Column ID".
   This is the rule the committed 1.0-1.2 files follow, and it is lossy on purpose-built pages:
@@ -139,9 +140,10 @@ def parse_page(name: str, page: str) -> dict:
     allowed = allowed_values_table(constraints)
     if allowed:
         col["AllowedValues"] = allowed_values(allowed)
-    col["Introduced"] = first_line(secs.get("introduced (version)", []))
-    if "deprecated (version)" in secs:
-        col["Deprecated"] = first_line(secs["deprecated (version)"])
+    col["Introduced"] = first_line(secs.get("introduced (version)", secs.get("version introduced", [])))
+    deprecated = secs.get("deprecated (version)", secs.get("version deprecated"))
+    if deprecated is not None:
+        col["Deprecated"] = first_line(deprecated)
     if "requirements" in secs:
         col["Requirements"] = requirements(secs["requirements"], col["ColumnId"])
     else:

@@ -97,7 +97,7 @@ Gadget Name
 | Data type       | String                                   |
 | Value format    | \\<not specified>                        |
 
-## Introduced (version)
+## Version Introduced
 
 1.3 Introduced as a replacement for [WidgetKind](#widgetkind)
 
