@@ -62,10 +62,12 @@ _ALLOWED = re.compile(r"^\s*allowed values:?\s*$", re.IGNORECASE)
 
 
 def clean(text: str) -> str:
-    """Markdown inline text to plain text: link text, no emphasis markers, no escapes."""
+    """Markdown inline text to plain text: link text, no emphasis markers, escaped characters kept
+    (``Elements[\\*]`` stays ``Elements[*]``)."""
+    text = _ESCAPE.sub(lambda m: f"\0{ord(m.group(1))}\0", text)
     text = _LINK.sub(r"\1", text)
     text = _EMPHASIS.sub("", text)
-    text = _ESCAPE.sub(r"\1", text)
+    text = re.sub(r"\0(\d+)\0", lambda m: chr(int(m.group(1))), text)
     return " ".join(text.split())
 
 

@@ -169,3 +169,8 @@ def test_newer_layout_is_preferred(tmp_path: Path) -> None:
     (new / "gadgetname.md").write_text(NEW_LAYOUT_PAGE, encoding="utf-8")
     doc = fsc.extract(fsc.TreeSource(str(tmp_path), "abc123"), "v9.9")
     assert [c["ColumnId"] for c in doc["columns"]] == ["GadgetName"]
+
+
+def test_clean_keeps_escaped_characters() -> None:
+    assert fsc.clean(r"X.Elements[\*].Ratio MUST be *in* [\<not specified>](#a) and **b**") == (
+        "X.Elements[*].Ratio MUST be in <not specified> and b")
