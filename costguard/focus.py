@@ -25,6 +25,7 @@ from typing import Any
 
 import polars as pl
 
+from costguard import focus_versions
 from costguard.errors import DataError, first_line
 
 SPEC_VERSIONS = ("1.0", "1.1", "1.2")
@@ -82,6 +83,7 @@ _PL_TYPES = {"Decimal": DECIMAL, "Date/Time": DATETIME, "String": pl.String, "JS
 
 #: Columns of FOCUS 1.3/1.4 the lake carries beside the 1.2 columns (split-cost allocation,
 #: contract links, the provider names that replace ProviderName/PublisherName): name -> type.
+#: (The set is ``focus_versions.CARRIED_COLUMNS``; the types are those of the spec pages it cites.)
 CARRIED: dict[str, str] = {
     "ServiceProviderName": "String",
     "HostProviderName": "String",
@@ -91,6 +93,8 @@ CARRIED: dict[str, str] = {
     "AllocatedResourceName": "String",
     "AllocatedTags": "JSON",
     "ContractApplied": "JSON",
+    "InvoiceDetailId": "String",
+    "CommitmentProgramEligibilityDetails": "JSON",
 }
 
 
@@ -566,6 +570,30 @@ def _parse_timestamps(s: pl.Series) -> pl.Series:
     return out
 
 
+def detect_version(columns: Sequence[str]) -> tuple[str, str]:
+    """The FOCUS version a header follows (a lower bound) and why: see ``focus_versions``."""
+    return focus_versions.detect_version(columns)
+
+
+def _prepare(raw: pl.LazyFrame, file: str) -> tuple[pl.LazyFrame, Any]:
+    """Check the header has what costguard needs (after mapping 1.3/1.4 names onto the lake's,
+    e.g. ProviderName from ServiceProviderName) and add the mapped columns."""
+    try:
+        schema = raw.collect_schema()
+    except Exception as e:
+        raise DataError(f"{file}: cannot read the file's columns: {first_line(e)}") from None
+    names = schema.names()
+    version, _why = focus_versions.detect_version(names)
+    missing = focus_versions.missing_mandatory(names, version)
+    if missing:
+        raise _missing_columns_error(file, names, missing)
+    aliases = {lake: src for lake, src in focus_versions.lake_sources(names).items() if lake != src}
+    if aliases:
+        raw = raw.with_columns(pl.col(src).alias(lake) for lake, src in aliases.items())
+        schema = raw.collect_schema()
+    return raw, schema
+
+
 def _missing_columns_error(file: str, columns: Sequence[str], missing: Sequence[str]) -> DataError:
     known = known_export(columns)
     if known:
@@ -672,13 +700,7 @@ def _reject_exprs(present: dict[str, pl.DataType], raw_name: dict[str, str]) -> 
 def file_days(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
     """The distinct UTC days of ChargePeriodStart (cheap: one column), as ``x_ChargeDate``;
     a null stands for rows whose ChargePeriodStart is missing or unreadable."""
-    try:
-        schema = raw.collect_schema()
-    except Exception as e:
-        raise DataError(f"{file}: cannot read the file's columns: {first_line(e)}") from None
-    missing = [c for c in mandatory("1.0") if c not in schema]
-    if missing:
-        raise _missing_columns_error(file, schema.names(), missing)
+    raw, schema = _prepare(raw, file)
     spec = _columns(LAKE_VERSION)["ChargePeriodStart"]
     dt = schema["ChargePeriodStart"]
     parsed = _parse("__raw", _cleaned_dtype(dt, spec), spec)
