@@ -7,20 +7,34 @@ import polars as pl
 from costguard import focus
 from costguard.errors import DataError
 
+#: The inventory contract every provider fills (and the bring-your-own inventory file format).
+RESOURCE_CLASSES = ("instance", "volume", "address", "snapshot", "load_balancer", "nat_gateway",
+                    "database", "log_group", "bucket")
 INVENTORY_SCHEMA: dict[str, pl.DataType] = {
-    "provider": pl.String(),
-    "account_id": pl.String(),
+    "provider": pl.String(),          # FOCUS ProviderName (AWS, Microsoft, Google Cloud, …)
+    "account_id": pl.String(),        # FOCUS SubAccountId (account / subscription / project)
     "region": pl.String(),
-    "resource_id": pl.String(),
-    "resource_type": pl.String(),
+    "resource_id": pl.String(),       # as the bill's ResourceId names it
+    "resource_class": pl.String(),    # one of RESOURCE_CLASSES
+    "resource_type": pl.String(),     # the cloud's own type, e.g. AWS::EC2::Instance
     "name": pl.String(),
-    "tags": pl.String(),          # JSON object as in the source
-    "x_tags": pl.String(),        # keys stripped + lower-cased, sorted (like the cost lake's x_Tags)
-    "state": pl.String(),
-    "sku": pl.String(),           # instance type / volume type / size
+    "tags": pl.String(),              # JSON object as in the source
+    "x_tags": pl.String(),            # keys stripped + lower-cased, sorted (like the cost lake's x_Tags)
+    "state": pl.String(),             # running, stopped, available, in-use, …
+    "sku": pl.String(),               # instance type / volume type / DB class
+    "architecture": pl.String(),      # x86_64, arm64
     "created_at": pl.Datetime("us", "UTC"),
-    "cpu_p95": pl.Float64(),      # percent, where known
-    "mem_p95": pl.Float64(),      # percent, where known
+    "size_gb": pl.Float64(),          # volumes, snapshots, databases
+    "iops": pl.Int64(),               # provisioned IOPS
+    "attached_to": pl.String(),       # instance / interface it is attached to; null = unattached
+    "source_id": pl.String(),         # a snapshot's volume
+    "cpu_p95": pl.Float64(),          # percent over metrics_days, where known
+    "cpu_max": pl.Float64(),          # percent
+    "mem_p95": pl.Float64(),          # percent (needs an agent)
+    "metrics_days": pl.Int64(),       # days the utilisation figures cover
+    "healthy_targets": pl.Int64(),    # load balancers
+    "bytes_30d": pl.Float64(),        # NAT gateways: bytes processed in 30 days
+    "retention_days": pl.Int64(),     # log groups: null = kept forever
 }
 REQUIRED = ("provider", "account_id", "resource_id")
 
