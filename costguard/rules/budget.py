@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from costguard.model import SEVERITY_RANK, Finding, fingerprint
 from costguard.rules.base import (
@@ -43,6 +44,21 @@ class BudgetParams(Params):
     metric: Metric = "BilledCost"
     thresholds: tuple[Threshold, ...] = Field(min_length=1)
     rate_days: int = Field(default=7, ge=1)
+    rates: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="spend in other currencies counts converted at these rates (1 unit of the key = rate units of "
+                    "`currency`); spend in a currency without a rate is left out and the finding says so",
+    )
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, v: dict[str, Decimal]) -> dict[str, Decimal]:
+        for cur, rate in v.items():
+            if not re.fullmatch(r"[A-Z]{3}", cur):
+                raise ValueError(f"{cur!r} is not an ISO 4217 code (three capital letters)")
+            if rate <= 0:
+                raise ValueError(f"rate for {cur} must be above 0")
+        return v
 
 
 def period_bounds(as_of: date, period: Period) -> tuple[date, date]:
@@ -94,6 +110,10 @@ class Budget:
     mean of the ``rate_days`` complete days before the last day with data) for the rest of the
     period. At most one finding per rule and period, at the highest threshold crossed.
 
+    Only spend in ``currency`` counts, plus spend in currencies given ``rates`` (converted); spend
+    in any other currency is left out and the finding says how much. A budget breach saves nothing
+    by itself: ``monthly_savings`` is null and the overrun is in ``evidence.overage``.
+
     ```yaml
     - id: aws-monthly-budget
       kind: budget
@@ -104,6 +124,7 @@ class Budget:
       period: month
       metric: BilledCost
       rate_days: 7
+      rates: {EUR: 1.08}   # 1 EUR = 1.08 USD; spend in EUR counts, converted
       thresholds:
         - {on: actual, percent: 80, severity: warning}
         - {on: actual, percent: 100, severity: critical}
@@ -118,23 +139,30 @@ class Budget:
         p: BudgetParams = rule.params
         start, end = period_bounds(ctx.as_of, p.period)
         lf = apply_filter(ctx.costs, rule.filter).filter(pl.col(DATE) <= ctx.as_of)
-        daily, first, currencies = pl.collect_all(
+        daily_by_cur, first = pl.collect_all(
             [
                 lf.filter(pl.col(DATE) >= start - timedelta(days=p.rate_days))
-                .group_by(DATE)
+                .group_by(DATE, "BillingCurrency")
                 .agg(pl.col(p.metric).sum().alias("cost")),
                 lf.select(pl.col(DATE).min()),
-                lf.filter(pl.col(DATE) >= start).select(pl.col("BillingCurrency").drop_nulls().unique()),
             ],
             engine="streaming",
         )
-        others = sorted(set(currencies["BillingCurrency"]) - {p.currency})
-        if others:
-            raise ValueError(
-                f"budget is in {p.currency} but costs in this period are also in {', '.join(others)}; "
-                f"add filter: {{BillingCurrency: {p.currency}}} or set currency"
-            )
-        costs = {d: c if c is not None else Decimal(0) for d, c in daily.iter_rows()}
+        costs: dict[date, Decimal] = {}
+        converted: dict[str, Decimal] = {}
+        excluded: dict[str, Decimal] = {}
+        for d, cur, c in daily_by_cur.iter_rows():
+            c = c if c is not None else Decimal(0)
+            if cur == p.currency:
+                costs[d] = costs.get(d, Decimal(0)) + c
+            elif cur in p.rates:
+                costs[d] = costs.get(d, Decimal(0)) + (c * p.rates[cur]).quantize(MONEY_PLACES)
+                if d >= start:
+                    converted[cur] = converted.get(cur, Decimal(0)) + c
+            elif d >= start:
+                excluded[cur or "(none)"] = excluded.get(cur or "(none)", Decimal(0)) + c
+        for d, _cur, _c in daily_by_cur.iter_rows():
+            costs.setdefault(d, Decimal(0))
         pr = project(costs, first.item(), start, end, ctx.as_of, p.rate_days)
 
         def value(on: str) -> Decimal:
@@ -148,8 +176,11 @@ class Budget:
         account = single(rule.filter, "SubAccountId", "BillingAccountId")
         label = provider or account
         cur, adj = p.currency, ADJECTIVE[p.period]
-        over = pr.forecast - p.amount
         last = pr.last_data_day.isoformat() if pr.last_data_day else None
+        money_note = "".join(
+            [f" Includes {fmt_money(a, c)} converted at {p.rates[c]} {cur}/{c}." for c, a in sorted(converted.items())]
+            + [f" Leaves out {fmt_money(a, c)} spent in {c} (no rate for {c}: add rates: {{{c}: …}})." for c, a in sorted(excluded.items())]
+        )
         return [
             Finding(
                 fingerprint=fingerprint(rule.id, provider, account, f"period:{start.isoformat()}"),
@@ -159,16 +190,16 @@ class Budget:
                 title=(
                     (f"{label} {adj} budget: " if label else f"{adj.capitalize()} budget {rule.id}: ")
                     + f"{top.on} {fmt_money(value(top.on), cur, 0)} is "
-                    f"{fmt_pct(value(top.on) / p.amount, 0)}% of {fmt_money(p.amount, cur, 0)}"
+                    f"{fmt_pct(value(top.on) / p.amount, 0, floor=True)}% of {fmt_money(p.amount, cur, 0)}"
                 ),
                 summary=(
                     f"{p.metric} from {start} to {ctx.as_of}: {fmt_money(pr.actual, cur)} "
                     f"(data to {last or 'none'}); forecast to {end - timedelta(days=1)}: {fmt_money(pr.forecast, cur)} "
                     f"at {fmt_money(pr.rate, cur)}/day, against a {adj} budget of {fmt_money(p.amount, cur)}. "
-                    f"Crossed: {', '.join(f'{t.on} {fmt_pct(t.percent / 100)}%' for t in crossed)}."
+                    f"Crossed: {', '.join(f'{t.on} {fmt_pct(t.percent / 100)}%' for t in crossed)}.{money_note}"
                 ),
                 monthly_cost=pr.actual,
-                monthly_savings=over if over > 0 else None,
+                monthly_savings=None,  # a budget breach is not money saved by acting; the overrun is evidence.overage
                 currency=cur,
                 provider=provider,
                 billing_account_id=single(rule.filter, "BillingAccountId"),
@@ -180,6 +211,7 @@ class Budget:
                     "actual": pr.actual,
                     "forecast": pr.forecast,
                     "amount": p.amount,
+                    "overage": {"actual": max(pr.actual - p.amount, Decimal(0)), "forecast": max(pr.forecast - p.amount, Decimal(0))},
                     "threshold_percent": top.percent,
                     "on": top.on,
                     "period": {"kind": p.period, "start": start.isoformat(), "end": end.isoformat()},
@@ -187,6 +219,9 @@ class Budget:
                     "rate_days": p.rate_days,
                     "last_data_day": last,
                     "metric": p.metric,
+                    "currency": cur,
+                    "converted": {c: {"amount": a, "rate": p.rates[c]} for c, a in sorted(converted.items())},
+                    "excluded": dict(sorted(excluded.items())),
                     "thresholds_crossed": [{"on": t.on, "percent": t.percent, "severity": t.severity} for t in crossed],
                 },
             )
