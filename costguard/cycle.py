@@ -25,6 +25,8 @@ from typing import Any, TextIO
 import polars as pl
 import structlog
 
+from costguard.catalog import Catalog
+from costguard.catalog import bundled as bundled_catalog
 from costguard.config import IngestConfig
 from costguard.errors import CycleCancelled
 from costguard.ingest import SourceResult, Staged, ingest_source, land
@@ -76,6 +78,7 @@ class Cycle:
         stop: threading.Event | None = None,
         hint_config: Path | None = None,
         on_close: Sequence[Callable[[], None]] = (),
+        catalog: Catalog | None = None,
     ) -> None:
         self.store = store
         self.lake = lake
@@ -91,6 +94,7 @@ class Cycle:
         self.hint_config = hint_config
         self._on_close = list(on_close)
         self._lock = threading.Lock()
+        self.catalog = catalog or bundled_catalog()
 
     def close(self) -> None:
         self.store.close()
@@ -213,7 +217,7 @@ class Cycle:
         overlay = staged_days(s.batch for s in staged if s.batch is not None)
         fresh = {s.result.source: s.result.inventory for s in staged if s.result.inventory is not None}
         costs = self.lake.rollup(overlay=overlay)
-        ctx = RuleContext(as_of=as_of, costs=costs, inventory=self.lake.inventory(overlay=fresh))
+        ctx = RuleContext(as_of=as_of, costs=costs, inventory=self.lake.inventory(overlay=fresh), catalog=self.catalog)
         result = evaluate(self.rules, ctx)
         for rid, err in result.errors.items():
             log.error("rule_failed", rule=rid, error=err)

@@ -96,20 +96,33 @@ class Baseline:
         self.p = p
         self.first_day = first_day
 
-    def judge(self, series: Mapping[date, Decimal], d: date) -> Judged | None:
-        p = self.p
-        days = [d - timedelta(days=k) for k in range(1, p.baseline_days + 1) if d - timedelta(days=k) >= self.first_day]
-        if len(days) < p.min_baseline_days:
-            return None
+    def history(self, d: date) -> list[date]:
+        return [d - timedelta(days=k) for k in range(1, self.p.baseline_days + 1) if d - timedelta(days=k) >= self.first_day]
+
+    def model(self, series: Mapping[date, Decimal], days: Sequence[date]) -> tuple[Decimal, dict[int, Decimal]]:
+        """(the median level, a factor per weekday) of ``series`` over ``days``."""
         vals = [series.get(x, ZERO) for x in days]
-        actual = series.get(d, ZERO)
         level = _median(vals)
         factors = {w: Decimal(1) for w in range(7)}
-        if p.weekday_effect and level > 0 and len(days) >= 14:
+        if self.p.weekday_effect and level > 0 and len(days) >= 14:
             for w in range(7):
                 ws = [v for x, v in zip(days, vals, strict=True) if x.weekday() == w]
                 if ws:
                     factors[w] = min(max(_median(ws) / level, Decimal("0.25")), Decimal(4))
+        return level, factors
+
+    def expected(self, series: Mapping[date, Decimal], d: date) -> Decimal:
+        level, factors = self.model(series, self.history(d))
+        return (level * factors[d.weekday()]).quantize(MONEY)
+
+    def judge(self, series: Mapping[date, Decimal], d: date) -> Judged | None:
+        p = self.p
+        days = self.history(d)
+        if len(days) < p.min_baseline_days:
+            return None
+        vals = [series.get(x, ZERO) for x in days]
+        actual = series.get(d, ZERO)
+        level, factors = self.model(series, days)
         expected = (level * factors[d.weekday()]).quantize(MONEY)
         resid = [v - level * factors[x.weekday()] for x, v in zip(days, vals, strict=True)]
         mid = _median(resid)
@@ -220,7 +233,7 @@ class Anomaly:
             flagged.append((k, hit, episode[::-1]))
         if not flagged:
             return []
-        causes = self._root_causes(lf, p, keys, flagged)
+        causes = self._root_causes(lf, p, keys, flagged, base)
         return [self._finding(rule, p, k, hit, episode, causes.get(k, []), sources.get(k), end) for k, hit, episode in flagged]
 
     @staticmethod
@@ -233,7 +246,8 @@ class Anomaly:
         lo = min(lo, ZERO) if len(s) < p.baseline_days else lo
         return any(abs(s.get(d, ZERO) - lo) >= p.min_impact or abs(s.get(d, ZERO) - hi) >= p.min_impact for d in window)
 
-    def _root_causes(self, lf: pl.LazyFrame, p: AnomalyParams, keys: list[str], flagged: list) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    def _root_causes(self, lf: pl.LazyFrame, p: AnomalyParams, keys: list[str], flagged: list,
+                     base: Baseline) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
         dims = [c for c in p.root_cause_by if c not in p.group_by]
         if not dims:
             return {}
@@ -255,7 +269,6 @@ class Anomaly:
         out: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for k, hit, _e in flagged:
             grp = by_group.get(tuple(None if v is None else str(v) for v in k), [])
-            base_days = [hit.day - timedelta(days=i) for i in range(1, p.baseline_days + 1)]
             change = hit.impact
             found = []
             for dim in dims:
@@ -265,7 +278,7 @@ class Anomaly:
                     per[r[dim]][r[DATE]] = per[r[dim]].get(r[DATE], ZERO) + (r["cost"] or ZERO)
                 best = None
                 for value, s in per.items():
-                    moved = s.get(hit.day, ZERO) - _median([s.get(x, ZERO) for x in base_days])
+                    moved = s.get(hit.day, ZERO) - base.expected(s, hit.day)  # each value against its own weekday-adjusted median
                     key = moved if change > 0 else -moved
                     if best is None or key > best[0]:
                         best = (key, value, moved, s.get(hit.day, ZERO))

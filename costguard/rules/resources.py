@@ -28,6 +28,7 @@ from costguard.model import Finding, fingerprint
 from costguard.rules.base import DATE, TAG_PREFIX, FilterSpec, RuleContext, RuleInstance, day_range, fmt_money, normalise_key
 
 COST_DAYS = 30
+STOPPED_STATES = ("stopped", "stopping", "terminated", "shutting-down", "deallocated")
 ResourceClass = Literal["instance", "volume", "address", "snapshot", "load_balancer", "nat_gateway", "database",
                         "log_group", "bucket"]
 assert set(ResourceClass.__args__) == set(RESOURCE_CLASSES)  # type: ignore[attr-defined]
@@ -178,6 +179,10 @@ def catalogue_monthly(catalog: Catalog, row: Mapping[str, Any]) -> Cost | None:
         parts.append((what, (price.per_month() * qty), price))
         return True
 
+    if cls in ("instance", "database") and str(row.get("state") or "").lower() in STOPPED_STATES:
+        price = catalog.price(prov, str(cls), sku, region)
+        cur = price.currency if price else "USD"
+        return Cost(Decimal(0), cur, "catalogue", f"{sku} is {row.get('state')}: no compute charge while stopped (its volumes and addresses bill on their own)")
     if cls == "instance":
         if not add(f"{sku} × 730 h", Decimal(1), catalog.price(prov, "instance", sku, region)):
             return None

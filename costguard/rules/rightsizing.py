@@ -13,6 +13,7 @@ from costguard.model import Finding
 from costguard.rules.base import RULES, Params, RuleContext, RuleInstance, fmt_money
 from costguard.rules.resources import (
     MONEY,
+    STOPPED_STATES,
     Unjudged,
     check_resource_filter,
     lake_monthly,
@@ -22,7 +23,6 @@ from costguard.rules.resources import (
     windows_evidence,
 )
 
-STOPPED = ("stopped", "stopping", "terminated", "shutting-down", "deallocated")
 
 
 class RightsizingParams(Params):
@@ -84,7 +84,7 @@ class Rightsizing:
         out: list[Finding] = []
         unjudged = Unjudged()
         for r in rows:
-            if (r.get("state") or "running").lower() in STOPPED:
+            if (r.get("state") or "running").lower() in STOPPED_STATES:
                 continue
             cost = monthly_cost(ctx.catalog, r)
             t = ctx.catalog.instance_type(r.get("provider"), r["resource_class"], r.get("sku"))
@@ -176,9 +176,9 @@ class Rightsizing:
         return resource_finding(
             rule, self.finding_kind, r,
             title=f"{rid}: {t.name} → {new.name} saves {fmt_money(savings, cur)}/month",
-            summary=(f"{rid} ({t.name}, {t.vcpu:g} vCPU, {t.memory_gib:g} GiB, {r.get('region') or '-'}) used {use} over "
-                     f"{r['metrics_days']} days. With {p.headroom_percent:g}% headroom it needs {vcpu:g} vCPU and {memory:g} GiB: "
-                     f"{new.name} ({new.vcpu:g} vCPU, {new.memory_gib:g} GiB) fits at {fmt_money(new_monthly, cur)}/month "
+            summary=(f"{rid} ({t.name}, {_n(t.vcpu)} vCPU, {_n(t.memory_gib)} GiB, {r.get('region') or '-'}) used {use} over "
+                     f"{r['metrics_days']} days. With {_n(p.headroom_percent)}% headroom it needs {_n(vcpu)} vCPU and {_n(memory)} GiB: "
+                     f"{new.name} ({_n(new.vcpu)} vCPU, {_n(new.memory_gib)} GiB) fits at {fmt_money(new_monthly, cur)}/month "
                      f"instead of {fmt_money((now.amount * HOURS_PER_MONTH).quantize(MONEY), cur)}."),
             cost=cost_monthly, savings=savings, currency=cur,
             evidence={
@@ -196,3 +196,8 @@ class Rightsizing:
                 "window": windows_evidence(ctx.as_of),
             },
         )
+
+
+def _n(d: Decimal) -> str:
+    """``Decimal("16.0")`` → ``16``, ``Decimal("1.800")`` → ``1.8``."""
+    return format(d.normalize(), "f")
