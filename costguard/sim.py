@@ -730,7 +730,7 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
         sp_hourly += unused_hourly  # the purchase covers what is used and what is not
         if purchase_idx is not None:
             price[purchase_idx] = sp_hourly
-    _plant_inventory(rng2, spec, inventory, planted, ents, lt_idx, normal_pos, base_inst, acct_ids, end_dt)
+    _plant_inventory(rng2, spec, inventory, planted, ents, lt_idx, normal_pos, base_inst, acct_ids, end_dt, price)
     inv_df = pl.DataFrame([{c: r.get(c) for c in _INVENTORY_COLUMNS} for r in inventory], schema=_INVENTORY_COLUMNS)
     ent_cols = ["RegionId", "RegionName", "AvailabilityZone", "ServiceName", "ServiceCategory",
                 "ServiceSubcategory", "ResourceId", "ResourceName", "ResourceType", "ChargeDescription",
@@ -769,7 +769,8 @@ def _arch(instance_type: str) -> str:
 
 def _plant_inventory(rng: np.random.Generator, spec: SimSpec, inventory: list[dict[str, Any]],  # noqa: C901 - one recipe
                      planted: dict[str, list[dict[str, Any]]], ents: list[dict[str, Any]], lt_idx: list[int],
-                     normal_pos: list[int], base_inst: list[int], acct_ids: list[str], end_dt: datetime) -> None:
+                     normal_pos: list[int], base_inst: list[int], acct_ids: list[str], end_dt: datetime,
+                     prices: list[int]) -> None:
     """Inventory-only cases for the rule pack, drawn from their own RNG so the billing data of a
     seed stays what it was. Resources without billing rows are the "bill has not arrived yet" case:
     rules price them from the catalogue."""
@@ -799,6 +800,8 @@ def _plant_inventory(rng: np.random.Generator, spec: SimSpec, inventory: list[di
                  "expected_findings": ["data"]})
     tagged = [(e, json.loads(ents[e]["Tags"])) for e in (base_inst[i] for i in normal_pos) if ents[e].get("Tags")]
     tagged = [(e, t) for e, t in tagged if "environment" in t]
+    dear = [(e, t) for e, t in tagged if prices[e] * HOURS_PER_MONTH >= 60 * UNIT]  # worth a tag-policy finding
+    tagged = dear or tagged
     if tagged:
         e, t = tagged[int(rng.integers(len(tagged)))]
         t["environment"] = "production"  # not one of dev / staging / prod

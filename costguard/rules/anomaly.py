@@ -44,7 +44,7 @@ class AnomalyParams(Params):
     detect_days: int = Field(3, ge=1, le=14, description="the last complete days looked at each run")
     threshold: Decimal = Field(Decimal(4), gt=0, description="robust z-score: |actual − expected| / (1.4826 × MAD)")
     min_impact: Decimal = Field(Decimal(100), ge=0, description="…and at least this much money per day away from expected")
-    min_percent: Decimal = Field(Decimal(20), ge=0, description="…and at least this many percent away from expected")
+    min_percent: Decimal = Field(Decimal(25), ge=0, description="…and at least this many percent away from expected")
     direction: Literal["up", "down", "both"] = "both"
     weekday_effect: bool = Field(True, description="expect each weekday at its own level (weekends are not anomalies)")
     root_cause_by: tuple[str, ...] = Field(("ResourceId", "RegionId", "SkuId", "SubAccountId", "ServiceName"),
@@ -100,15 +100,19 @@ class Baseline:
         return [d - timedelta(days=k) for k in range(1, self.p.baseline_days + 1) if d - timedelta(days=k) >= self.first_day]
 
     def model(self, series: Mapping[date, Decimal], days: Sequence[date]) -> tuple[Decimal, dict[int, Decimal]]:
-        """(the median level, a factor per weekday) of ``series`` over ``days``."""
+        """(the median level, a factor per weekday) of ``series`` over ``days``. The weekday effect
+        is working days against weekends (each class's median over the level): two classes of 20
+        and 8 days in a 28-day baseline are estimated far more steadily than seven of four."""
         vals = [series.get(x, ZERO) for x in days]
         level = _median(vals)
         factors = {w: Decimal(1) for w in range(7)}
         if self.p.weekday_effect and level > 0 and len(days) >= 14:
-            for w in range(7):
-                ws = [v for x, v in zip(days, vals, strict=True) if x.weekday() == w]
-                if ws:
-                    factors[w] = min(max(_median(ws) / level, Decimal("0.25")), Decimal(4))
+            for weekend in (False, True):
+                ws = [v for x, v in zip(days, vals, strict=True) if (x.weekday() >= 5) == weekend]
+                if len(ws) >= 2:
+                    f = min(max(_median(ws) / level, Decimal("0.25")), Decimal(4))
+                    for w in ((5, 6) if weekend else (0, 1, 2, 3, 4)):
+                        factors[w] = f
         return level, factors
 
     def expected(self, series: Mapping[date, Decimal], d: date) -> Decimal:
@@ -158,7 +162,8 @@ class Anomaly:
 
     The finding names expected and actual spend on the latest anomalous day, the impact, and the
     **root cause**: for each of ``root_cause_by`` (not already grouped by), the value whose spend
-    moved most from its own median, with its share of the group's change. ``monthly_cost`` is the
+    moved most from its own (weekday-adjusted) median, with its share of the group's change; the
+    root cause is the first of those dimensions whose value explains at least half of the change. ``monthly_cost`` is the
     anomaly's total impact so far (the excess over expected summed over its consecutive anomalous
     days, as AWS Cost Anomaly Detection's TotalImpact; for a drop, the shortfall); ``monthly_savings``
     is null.
@@ -175,7 +180,7 @@ class Anomaly:
       detect_days: 3
       threshold: 4
       min_impact: 100
-      min_percent: 20
+      min_percent: 25
       direction: both
       weekday_effect: true
       root_cause_by: [ResourceId, RegionId, SkuId]
@@ -287,7 +292,10 @@ class Anomaly:
                 _key, value, moved, actual = best
                 found.append({"dimension": dim, "value": value, "change": moved.quantize(MONEY), "actual": actual,
                               "share": (moved / change).quantize(Decimal("0.0001")) if change else None})
-            found.sort(key=lambda c: (-(abs(c["share"]) if c["share"] is not None else 0), dims.index(c["dimension"])))
+            # the root cause is the first dimension (root_cause_by lists them most specific first) whose top value
+            # explains at least half of the change; failing that, the value explaining the most
+            lead = next((c for c in found if c["share"] is not None and c["share"] >= Decimal("0.5")), None)
+            found.sort(key=lambda c: (c is not lead, -(abs(c["share"]) if c["share"] is not None else 0), dims.index(c["dimension"])))
             out[k] = found
         return out
 

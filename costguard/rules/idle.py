@@ -188,7 +188,7 @@ class Idle:
             hits: list[Hit] = []
             age = (now - r["created_at"]).days if r.get("created_at") else None
             if cls == "volume":
-                on_stopped = (r["provider"], str(r.get("attached_to") or "").lower()) in stopped
+                on_stopped = checks.stopped_instance.enabled and (r["provider"], str(r.get("attached_to") or "").lower()) in stopped
                 if checks.unattached_volume.enabled and not r.get("attached_to") and (r.get("state") or "").lower() != "in-use" \
                         and (age is None or age >= checks.unattached_volume.min_age_days):
                     hits.append(self._remove("unattached_volume", cost, f"unattached {_size(r)}{r.get('sku') or ''} volume",
