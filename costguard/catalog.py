@@ -106,6 +106,7 @@ class Catalog:
         self._prices = prices
         self._types = types
         self._factors = factors
+        self._index: dict[tuple[str, str, str, str], list[InstanceType]] | None = None
         self.files = tuple(files)  # user catalogue files layered over the bundled one
 
     def price(self, provider: str | None, resource_class: str, sku: str | None, region: str | None) -> Price | None:
@@ -131,9 +132,19 @@ class Catalog:
             return None
         return self._types.get((provider.lower(), resource_class, name.lower()))
 
-    def instance_types(self, provider: str | None, resource_class: str) -> list[InstanceType]:
+    def instance_types(self, provider: str | None, resource_class: str, *, group: str | None = None,
+                       family: str | None = None) -> list[InstanceType]:
+        """Types of a provider and class, optionally only one group or family (indexed once)."""
+        if self._index is None:
+            idx: dict[tuple[str, str, str, str], list[InstanceType]] = {}
+            for (tp, tc, _n), t in self._types.items():
+                for key in ((tp, tc, "", ""), (tp, tc, "g", t.group), (tp, tc, "f", t.family)):
+                    idx.setdefault(key, []).append(t)
+            self._index = idx
         p = (provider or "").lower()
-        return [t for (tp, tc, _n), t in self._types.items() if tp == p and tc == resource_class]
+        key = (p, resource_class, "g", group) if group is not None else (p, resource_class, "f", family) if family is not None \
+            else (p, resource_class, "", "")
+        return list(self._index.get(key, []))
 
     def __len__(self) -> int:
         return len(self._prices)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -135,3 +136,26 @@ def test_inventory_reads_every_contract_column(tmp_path):
     p = tmp_path / "inv.parquet"
     df.drop("x_tags").write_parquet(p)
     assert read_inventory(str(p)).equals(df)
+
+
+def test_a_bad_inventory_fails_its_provider_and_keeps_what_was_stored(cli, tmp_path):
+    import focus_rows
+    from conftest import write_config
+
+    focus_rows.write(tmp_path / "exports" / "e.csv", [focus_rows.row(d, "1") for d in focus_rows.days(date(2026, 3, 1), 5)])
+    inv = tmp_path / "inventory.csv"
+    inv.write_text("provider,account_id,resource_id,resource_class,size_gb\nAWS,1,vol-1,volume,10\n")
+    cfg = write_config(tmp_path, """
+        state: {url: "sqlite:///state/state.db", lake: state/lake}
+        providers: [{name: exports, type: focus, paths: ["exports/*.csv"], inventory: inventory.csv}]
+        rules: []
+        """)
+    cli("run", "--once", "-c", cfg, "--as-of", "2026-03-05")
+    before = cli.json("costs", "-c", cfg, "--by", "ProviderName")
+    focus_rows.write(tmp_path / "exports" / "e.csv", [focus_rows.row(d, "2") for d in focus_rows.days(date(2026, 3, 1), 6)])
+    inv.write_text("provider,account_id,resource_id,resource_class,size_gb\nAWS,1,vol-1,volume,lots\n")
+    r = cli("run", "--once", "-c", cfg, "--as-of", "2026-03-06", expect=3)
+    assert "inventory.csv: 1 inventory value(s) cannot be read: row 1 (line 2), column size_gb: 'lots' is not a number" in r.stdout
+    assert cli.json("costs", "-c", cfg, "--by", "ProviderName") == before == [{"ProviderName": "AWS", "BilledCost": 5, "BillingCurrency": "USD"}]
+    snap = pl.read_parquet(tmp_path / "state" / "lake" / "inventory" / "source=exports" / "snapshot.parquet")
+    assert snap["size_gb"].to_list() == [10.0]

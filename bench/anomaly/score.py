@@ -17,7 +17,7 @@ with a finding (a finding that goes on is one episode, as the findings store kee
   the day was complete; the still-arriving day is never judged);
 * root cause: the share of detected anomalies whose ``root_cause`` names the planted resource.
 
-    python bench/anomaly/score.py --seed 2 [--rules rules/] [--json bench/results/anomaly.json]
+    python bench/anomaly/score.py [--seed N ...] [--rules rules/] [--json bench/results/anomaly.json]   # default: seeds 1-9, pooled
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ def score(spec: Spec, rules_dir: Path, rule_ids: list[str] | None = None) -> dic
             "max_delay_days": max((h["delay_days"] for h in hits), default=None),
             "root_cause_right": sum(1 for h in hits if h["root_cause_ok"]),
         }
+    delays = {shape: [detected[lab.id]["delay_days"] for lab in labels if lab.shape == shape and lab.id in detected] for shape in SHAPES}
     missed = [asdict(lab) for lab in labels if lab.id not in detected]
     false_pos = [{"group": list(ep["group"]), "first": ep["first"]} for ep in episodes if not ep["labels"]]
     return {
@@ -106,7 +107,7 @@ def score(spec: Spec, rules_dir: Path, rule_ids: list[str] | None = None) -> dic
         "precision": round(tp / len(episodes), 3) if episodes else None,
         "episodes_per_detected_anomaly": round(tp / len(detected), 2) if detected else None,
         "root_cause_right": sum(1 for h in detected.values() if h["root_cause_ok"]),
-        "per_shape": per_shape, "missed": missed, "false_positives": false_pos,
+        "per_shape": per_shape, "missed": missed, "false_positives": false_pos, "_delays": delays,
     }
 
 
@@ -121,23 +122,57 @@ def markdown(r: dict[str, Any]) -> str:
     lines.append(f"precision **{r['precision']}** ({r['true_positive_episodes']} of {r['episodes']} finding episodes match a planted "
                  f"anomaly; {r['false_positive_episodes']} false); {r['episodes_per_detected_anomaly']} episodes per detected anomaly; "
                  f"{r['as_of_days']} daily evaluations in {r['seconds']} s.")
+    if "seeds" in r:
+        lines.append(f"Seeds {', '.join(str(x) for x in r['seeds'])} pooled.")
     return "\n".join(lines)
+
+
+def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several seeds as one result (sums; delays pooled over every detected anomaly)."""
+    out: dict[str, Any] = {"seeds": [r["spec"]["seed"] for r in results]}
+    for k in ("planted", "detected", "episodes", "true_positive_episodes", "false_positive_episodes", "root_cause_right",
+              "as_of_days", "seconds"):
+        out[k] = round(sum(r[k] for r in results), 2)
+    out["recall"] = round(out["detected"] / out["planted"], 3)
+    out["precision"] = round(out["true_positive_episodes"] / out["episodes"], 3) if out["episodes"] else None
+    out["episodes_per_detected_anomaly"] = round(out["true_positive_episodes"] / out["detected"], 2) if out["detected"] else None
+    out["per_shape"] = {}
+    for shape in SHAPES:
+        ps = [r["per_shape"][shape] for r in results]
+        delays = [d for r in results for d in r.get("_delays", {}).get(shape, [])]
+        det = sum(x["detected"] for x in ps)
+        out["per_shape"][shape] = {
+            "planted": sum(x["planted"] for x in ps), "detected": det,
+            "recall": round(det / sum(x["planted"] for x in ps), 3),
+            "median_delay_days": statistics.median(delays) if delays else None,
+            "max_delay_days": max(delays) if delays else None,
+            "root_cause_right": sum(x["root_cause_right"] for x in ps),
+        }
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--seed", type=int, action="append", help="one or more seeds (default 1..9, pooled)")
     ap.add_argument("--days", type=int, default=Spec.days)
     ap.add_argument("--per-shape", type=int, default=Spec.per_shape)
     ap.add_argument("--rules", type=Path, default=REPO / "rules")
     ap.add_argument("--rule", action="append", help="only these anomaly rule ids")
     ap.add_argument("--json", type=Path, help="write the full result here")
     a = ap.parse_args()
-    r = score(Spec(seed=a.seed, days=a.days, per_shape=a.per_shape), a.rules.resolve(), a.rule)
+    seeds = a.seed or list(range(1, 10))
+    results = []
+    for seed in seeds:
+        r = score(Spec(seed=seed, days=a.days, per_shape=a.per_shape), a.rules.resolve(), a.rule)
+        results.append(r)
+        if len(seeds) > 1:
+            print(f"seed {seed}: precision {r['precision']} ({r['false_positive_episodes']} false of {r['episodes']} episodes), "
+                  f"recall {r['recall']} ({r['detected']}/{r['planted']})", flush=True)
+    out = results[0] if len(results) == 1 else {**pooled(results), "runs": results}
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(r, indent=1, default=str) + "\n")
-    print(markdown(r))
+        a.json.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    print(markdown(out))
 
 
 if __name__ == "__main__":

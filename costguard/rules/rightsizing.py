@@ -126,9 +126,9 @@ class Rightsizing:
     def target(catalog: Catalog, p: RightsizingParams, t: InstanceType, provider: Any, region: Any, now: Price,
                vcpu: Decimal, memory: Decimal) -> tuple[InstanceType, Price] | None:
         best: tuple[tuple, InstanceType, Price] | None = None
-        for c in catalog.instance_types(provider, t.resource_class):
-            if (c.family != t.family if p.family_scope == "same" else c.group != t.group):
-                continue
+        pool = catalog.instance_types(provider, t.resource_class, family=t.family) if p.family_scope == "same" \
+            else catalog.instance_types(provider, t.resource_class, group=t.group)
+        for c in pool:
             if c.architecture != t.architecture or c.gpu != t.gpu or c.vcpu < vcpu or c.memory_gib < memory:
                 continue
             if not c.current and c.name != t.name:
