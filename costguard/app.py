@@ -55,6 +55,14 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
         if r.receiver not in cfg.notify.receivers:
             issues.append(ConfigIssue(str(loaded.path), loaded.line("notify", "routes", i, "receiver"),
                                       f"notify.routes[{i}].receiver", f"unknown receiver {r.receiver!r}"))
+    if cfg.notify.exceptions:
+        from costguard.notify.silences import load_exceptions
+
+        try:
+            _, expired = load_exceptions(loaded.resolve(cfg.notify.exceptions), today=utcnow().date())
+            warnings.extend(expired)
+        except ConfigError as e:
+            issues.extend(e.issues)
     for key, cron in (("cycle", cfg.schedule.cycle), ("digest", cfg.schedule.digest)):
         msg = validate_schedule(cron, cfg.schedule.timezone)
         if msg:
@@ -75,9 +83,51 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
     return issues, warnings
 
 
-def _context(loaded: LoadedConfig, *, out: TextIO | None, clock: Callable[[], datetime], http: Any) -> BuildContext:
+def _context(loaded: LoadedConfig, *, out: TextIO | None, clock: Callable[[], datetime], http: Any,
+             contacts: dict[str, str] | None = None) -> BuildContext:
     return BuildContext(base_dir=loaded.base_dir, clock=clock, http=http,
-                        backfill_days=loaded.config.ingest.backfill_days, out=out)
+                        backfill_days=loaded.config.ingest.backfill_days, out=out, contacts=contacts or {})
+
+
+def build_notifiers(loaded: LoadedConfig, owners: Any, *, out: TextIO | None, clock: Callable[[], datetime], http: Any) -> dict[str, Any]:
+    """Every configured receiver, built with the shared HTTP client and the owners' contacts."""
+    contacts = {name: t.contact for name, t in owners.teams.items() if t.contact}
+    ctx = _context(loaded, out=out, clock=clock, http=http, contacts=contacts)
+    return {name: r.build(name, ctx) for name, r in loaded.config.notify.receivers.items()}
+
+
+def build_delivery(loaded: LoadedConfig, store: Store | None, owners: Any, notifiers: dict[str, Any], *,
+                   out: TextIO | None, clock: Callable[[], datetime]) -> Any:
+    """The delivery stage (``notify.pipeline.Delivery``) wired to the store, routes and exceptions."""
+    from costguard.notify.pipeline import Delivery, ShadowFile
+    from costguard.notify.retry import RetryPolicy
+    from costguard.notify.routing import Route, Router
+    from costguard.notify.silences import load_exceptions
+    from costguard.store.delivery import DeliveryStore
+    import re
+
+    n = loaded.config.notify
+    routes = [Route(r.receiver, {k: frozenset([v] if isinstance(v, str) else v) for k, v in r.match.items()},
+                    {k: re.compile(p) for k, p in r.match_re.items()}, r.continue_,
+                    tuple(r.group_by) if r.group_by is not None else None, r.repeat_interval)
+              for r in n.routes]
+    router = Router(routes, {name: tuple(t.receivers) for name, t in owners.teams.items()}, list(notifiers),
+                    n.repeat_interval, frozenset(k for k, v in notifiers.items() if getattr(v, "catch_all", False)))
+    exceptions, _ = load_exceptions(loaded.resolve(n.exceptions)) if n.exceptions else (None, [])
+    retry = RetryPolicy(attempts=n.retry.attempts, initial_backoff=n.retry.initial_backoff.total_seconds(),
+                        max_backoff=n.retry.max_backoff.total_seconds(), max_elapsed=n.retry.max_elapsed.total_seconds())
+    kwargs: dict[str, Any] = {"exceptions": exceptions} if exceptions is not None else {}
+    return Delivery(store=DeliveryStore(store) if store is not None else None, notifiers=notifiers,
+                    types={k: r.type for k, r in n.receivers.items()}, router=router, retry=retry,
+                    deadline_seconds=n.deadline.total_seconds(), clock=clock, mode=n.mode,
+                    shadow=ShadowFile(loaded.resolve(n.shadow_file), clock) if n.mode == "shadow" else None,
+                    out=out, **kwargs)
+
+
+def repeat_after(loaded: LoadedConfig) -> Any:
+    """How often reconcile writes a "repeat" for a still-open finding: the shortest repeat interval."""
+    n = loaded.config.notify
+    return min([n.repeat_interval, *(r.repeat_interval for r in n.routes if r.repeat_interval is not None)])
 
 
 def http_client() -> Any:
@@ -107,21 +157,23 @@ def build_cycle(
     if issues:
         raise ConfigError(issues)
     rules = load_rules(cfg.rules, base_dir=loaded.base_dir)
-    owners = OwnerResolver(load_owners(loaded.resolve(cfg.owners) if cfg.owners else None))
+    owners_cfg = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
+    owners = OwnerResolver(owners_cfg)
     store = Store.open(loaded.state_url())
     http = http_client()
     try:
         lake = Lake(loaded.resolve(cfg.state.lake), keep_rows=cfg.ingest.keep_rows, writer=True)
         ctx = _context(loaded, out=out, clock=clock, http=http)
         providers = [p.build(ctx) for p in cfg.providers]
-        receivers = {name: r.build(name, ctx) for name, r in cfg.notify.receivers.items()}
+        notifiers = build_notifiers(loaded, owners_cfg, out=out, clock=clock, http=http)
+        delivery = build_delivery(loaded, store, owners_cfg, notifiers, out=out, clock=clock)
     except BaseException:
         store.close()
         http.close()
         raise
-    return Cycle(store=store, lake=lake, providers=providers, receivers=receivers, rules=rules, owners=owners,
+    return Cycle(store=store, lake=lake, providers=providers, delivery=delivery, rules=rules, owners=owners,
                  ingest=cfg.ingest, out=out, clock=clock, progress=progress, stop=stop,
-                 hint_config=loaded.path if hints else None, on_close=[http.close])
+                 hint_config=loaded.path if hints else None, on_close=[http.close], repeat_after=repeat_after(loaded))
 
 
 # ---- read-only access (costs, findings): never creates a database or a lake -----------------------
