@@ -210,14 +210,77 @@ def costs_query(loaded: LoadedConfig, by: Sequence[str], *, start: date | None, 
     return CostsAnswer(df, warnings)
 
 
-def list_findings(loaded: LoadedConfig, **filters: Any) -> list[dict] | None:
+def list_findings(loaded: LoadedConfig, *, delivery: bool = False, **filters: Any) -> list[dict] | None:
+    """Findings from the store; ``delivery=True`` adds each one's ``delivery`` summary."""
     store = read_store(loaded)
     if store is None:
         return None
     try:
-        return store.list_findings(**filters)
+        rows = store.list_findings(**filters)
+        if delivery:
+            from costguard.store.delivery import DeliveryStore
+
+            summary = DeliveryStore(store).summary([r["fingerprint"] for r in rows])
+            rows = [{**r, "delivery": summary[r["fingerprint"]]} for r in rows]
+        return rows
     finally:
         store.close()
+
+
+def delivery_detail(loaded: LoadedConfig, fingerprint: str) -> dict | None:
+    store = read_store(loaded)
+    if store is None:
+        return None
+    try:
+        from costguard.store.delivery import DeliveryStore
+
+        return DeliveryStore(store).summary([fingerprint])[fingerprint]
+    finally:
+        store.close()
+
+
+def notify_test(loaded: LoadedConfig, receiver: str, *, out: TextIO, clock: Callable[[], datetime] = utcnow) -> Any:
+    """Send one sample message to one receiver (nothing is read from or written to the state store).
+    Returns the ``Sent``; raises ``DeliveryError`` (after retries) or ``ConfigError``."""
+    from decimal import Decimal
+
+    from costguard.notify.model import Item, Message, message_id
+    from costguard.notify.retry import Retrier, RetryPolicy
+    from costguard.notify.routing import group_key
+
+    cfg = loaded.config
+    if receiver not in cfg.notify.receivers:
+        known = ", ".join(cfg.notify.receivers) or "(none)"
+        raise ConfigError.single(str(loaded.path), loaded.line("notify", "receivers"), "notify.receivers",
+                                 f"no receiver named {receiver!r}; configured: {known}")
+    owners = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
+    http = http_client()
+    try:
+        notifier = build_notifiers(loaded, owners, out=out, clock=clock, http=http)[receiver]
+        now = clock()
+        owner = next(iter(owners.teams), None) or owners.default
+        fp = "c0576a0d7e57" + now.strftime("%Y%m%d%H%M")[:12]
+        finding = {
+            "fingerprint": fp, "rule": "costguard-notify-test", "kind": "idle", "severity": "info", "status": "open",
+            "provider": "AWS", "billing_account_id": "000000000000", "account_id": "000000000000", "region": "us-east-1",
+            "service": "Amazon Elastic Compute Cloud", "resource_id": "i-0costguardtest", "resource_type": "Instance",
+            "owner": owner, "owner_reason": "costguard notify test (a sample, not a real finding)",
+            "title": f"costguard notify test for receiver {receiver}: a sample finding, nothing to do",
+            "summary": "This message checks that costguard can reach this receiver.",
+            "monthly_cost": Decimal("12.34"), "monthly_savings": Decimal("12.34"), "currency": "USD",
+            "first_seen": now, "last_seen": now, "evidence": {"test": True}, "source": "notify-test",
+            "resolved_at": None, "snoozed_until": None, "snooze_reason": None, "times_regressed": 0,
+        }
+        labels = {"owner": owner or "-", **({"fingerprint": fp} if "fingerprint" in (notifier.group_by or ()) else {})}
+        gk = group_key(labels) if notifier.group_by is not None else "all"
+        m = Message(receiver, gk, labels if notifier.group_by is not None else {}, (Item(fp, "new", finding, (0,)),),
+                    message_id(receiver, gk, [0]) + "-test")
+        p = cfg.notify.retry
+        retry = RetryPolicy(attempts=p.attempts, initial_backoff=p.initial_backoff.total_seconds(),
+                            max_backoff=p.max_backoff.total_seconds(), max_elapsed=p.max_elapsed.total_seconds())
+        return Retrier(retry).call(lambda: notifier.send(m))
+    finally:
+        http.close()
 
 
 def finding_detail(loaded: LoadedConfig, fingerprint: str) -> tuple[dict, list[dict]] | None:
