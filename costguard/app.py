@@ -120,7 +120,7 @@ def build_delivery(loaded: LoadedConfig, store: Store | None, owners: Any, notif
     return Delivery(store=DeliveryStore(store) if store is not None else None, notifiers=notifiers,
                     types={k: r.type for k, r in n.receivers.items()}, router=router, retry=retry,
                     deadline_seconds=n.deadline.total_seconds(), clock=clock, mode=n.mode,
-                    shadow=ShadowFile(loaded.resolve(n.shadow_file), clock) if n.mode == "shadow" else None,
+                    shadow=ShadowFile(loaded.resolve(n.shadow_path), clock) if n.mode == "shadow" else None,
                     out=out, **kwargs)
 
 

@@ -97,8 +97,8 @@ class RetryConfig(_Model):
 class NotifyConfig(_Model):
     receivers: dict[str, AnyReceiver] = Field(default_factory=lambda: {"console": RECEIVERS.get("console")()})
     routes: list[RouteConfig] = Field(default_factory=list)
-    mode: Literal["send", "shadow"] = Field("send", description="shadow: write messages to shadow_file instead of sending")
-    shadow_file: str = "costguard-shadow.jsonl"
+    mode: Literal["send", "shadow"] = Field("send", description="shadow: write messages to shadow_path instead of sending")
+    shadow_path: str = "costguard-shadow.jsonl"
     repeat_interval: Duration = Field(timedelta(days=7), description="re-send a still-open finding this often")
     exceptions: str | None = Field(None, description="exceptions file (reviewed like code)")
     retry: RetryConfig = RetryConfig()
