@@ -48,12 +48,12 @@ class EmailConfig(GroupedReceiverConfig):
     password: SecretStr | None = None
     from_: str = Field(alias="from")
     to: list[str] = Field(default_factory=list)
-    ca_file: str | None = Field(None, description="extra CA bundle to trust (a private mail relay)")
+    ca_bundle: str | None = Field(None, description="extra CA bundle to trust (a private mail relay)")
     timeout_seconds: float = 30.0
 
     def build(self, name: str, ctx: BuildContext) -> "EmailNotifier":
         return EmailNotifier(name, self, Renderer(self.template_files(ctx)), contacts=ctx.contacts,
-                             ca_file=ctx.resolve(self.ca_file) if self.ca_file else None)
+                             ca_bundle=ctx.resolve(self.ca_bundle) if self.ca_bundle else None)
 
 
 class EmailNotifier:
@@ -62,12 +62,12 @@ class EmailNotifier:
     group_by = ()  # one mail per owner
 
     def __init__(self, name: str, cfg: EmailConfig, renderer: Renderer, *, contacts: Mapping[str, str] | None = None,
-                 ca_file: str | None = None) -> None:
+                 ca_bundle: str | None = None) -> None:
         self.name = name
         self.cfg = cfg
         self.renderer = renderer
         self.contacts = dict(contacts or {})
-        self.ca_file = ca_file
+        self.ca_bundle = ca_bundle
 
     def recipients(self, message: Message) -> list[str]:
         owner = message.group.get("owner") or ""
@@ -91,8 +91,8 @@ class EmailNotifier:
 
     def _context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context()
-        if self.ca_file:
-            ctx.load_verify_locations(self.ca_file)
+        if self.ca_bundle:
+            ctx.load_verify_locations(self.ca_bundle)
         return ctx
 
     def send(self, message: Message) -> Sent:
