@@ -10,11 +10,13 @@ issues (and Edit issues for labels) in each project.
 
 from __future__ import annotations
 
+import base64
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
 from costguard.build import BuildContext
+from costguard.logs import add_known_secrets
 from costguard.notify import tickets
 from costguard.notify.base import RECEIVERS, GroupedReceiverConfig
 from costguard.notify.errors import PermanentDeliveryError
@@ -91,6 +93,8 @@ class JiraNotifier:
         self.renderer = renderer
         self.group_by = cfg.grouping()
         self.base = f"{cfg.url.rstrip('/')}/rest/api/{cfg.api_version}"
+        if cfg.user:  # basic auth sends base64(user:token): hide that form too
+            add_known_secrets([base64.b64encode(f"{cfg.user}:{cfg.token.get_secret_value()}".encode()).decode()])
 
     def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
         token = self.cfg.token.get_secret_value()

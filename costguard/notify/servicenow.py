@@ -9,11 +9,13 @@ read/create/write on the table). Jira Service Management goes through the ``jira
 
 from __future__ import annotations
 
+import base64
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
 from costguard.build import BuildContext
+from costguard.logs import add_known_secrets
 from costguard.notify import tickets
 from costguard.notify.base import RECEIVERS, GroupedReceiverConfig
 from costguard.notify.http import request
@@ -72,6 +74,8 @@ class ServiceNowNotifier:
         self.renderer = renderer
         self.group_by = cfg.grouping()
         self.base = f"{cfg.url.rstrip('/')}/api/now/table/{cfg.table}"
+        if cfg.user and cfg.password is not None:  # basic auth sends base64(user:password): hide that form too
+            add_known_secrets([base64.b64encode(f"{cfg.user}:{cfg.password.get_secret_value()}".encode()).decode()])
 
     def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
         headers = {"Accept": "application/json"}
