@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from costguard.build import BuildContext
 from costguard.logs import add_known_secrets
@@ -48,17 +48,19 @@ class ServiceNowConfig(GroupedReceiverConfig):
     table: str = Field("incident", pattern=r"^[a-z0-9_]+$")
     user: str | None = None
     password: SecretStr | None = None
-    token: SecretStr | None = None
+    token: SecretStr | None = Field(None, validate_default=True)
     fields: dict[str, str] = Field(default_factory=dict, description="extra fields set on create")
     assignment_groups: dict[str, str] = Field(default_factory=dict, description="owner team -> assignment_group")
     resolve_fields: dict[str, str] | None = None
     reopen_fields: dict[str, str] | None = None
 
-    @model_validator(mode="after")
-    def _auth(self) -> "ServiceNowConfig":
-        if (self.token is None) == (self.password is None or self.user is None):
-            raise ValueError("give user + password (basic auth) or token (OAuth bearer)")
-        return self
+    @field_validator("token")
+    @classmethod
+    def _auth(cls, token: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        basic = info.data.get("user") is not None and info.data.get("password") is not None
+        if (token is None) == (not basic):
+            raise ValueError("give user + password (basic auth) or token (OAuth bearer), not both")
+        return token
 
     def build(self, name: str, ctx: BuildContext) -> "ServiceNowNotifier":
         return ServiceNowNotifier(name, ctx.http, self, Renderer(self.template_files(ctx)))

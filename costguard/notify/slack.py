@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from costguard.build import BuildContext
 from costguard.notify.base import RECEIVERS, GroupedReceiverConfig
@@ -44,17 +44,19 @@ class SlackConfig(GroupedReceiverConfig):
     type: Literal["slack"] = "slack"
     webhook_url: SecretStr | None = None
     token: SecretStr | None = None
-    channel: str | None = None
+    channel: str | None = Field(None, validate_default=True)
     api_url: str = Field("https://slack.com/api", description="Web API base (GovSlack, tests)")
     min_interval_seconds: float = Field(1.0, ge=0, description="per channel, between two messages")
 
-    @model_validator(mode="after")
-    def _one_way(self) -> "SlackConfig":
-        if (self.webhook_url is None) == (self.token is None):
+    @field_validator("channel")
+    @classmethod
+    def _one_way(cls, channel: str | None, info: ValidationInfo) -> str | None:
+        webhook, token = info.data.get("webhook_url"), info.data.get("token")
+        if (webhook is None) == (token is None):
             raise ValueError("give either webhook_url (an incoming webhook) or token + channel (a bot), not both")
-        if self.token is not None and not self.channel:
+        if token is not None and not channel:
             raise ValueError("a bot token needs a channel to post to")
-        return self
+        return channel
 
     def build(self, name: str, ctx: BuildContext) -> "SlackNotifier":
         return SlackNotifier(name, ctx.http, webhook_url=self.webhook_url, token=self.token, channel=self.channel,
