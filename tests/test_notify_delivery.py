@@ -260,3 +260,32 @@ def test_resolved_and_regressed_reach_the_receiver_once_each(cli, tmp_path, http
     run(cli, cfg)
     events = [(b["findings"][0]["resource_id"], b["findings"][0]["event"]) for _, b in bodies(httpserver, path)]
     assert [e for e in events if e[0] == "i-pay1"] == [("i-pay1", "new"), ("i-pay1", "resolved"), ("i-pay1", "regressed")]
+
+
+def test_later_changes_wait_behind_an_unsent_message_so_the_ending_is_never_lost(cli, tmp_path, httpserver, monkeypatch):
+    path = hook(monkeypatch, httpserver)
+    state = {"up": False}
+    ok = []
+
+    def handler(request):
+        if not state["up"]:
+            return Response('{"error": "bad token"}', status=401)
+        ok.append([(f["resource_id"], f["event"]) for f in json.loads(request.get_data())["findings"]])
+        return Response("ok")
+
+    httpserver.expect_request(path, method="POST").respond_with_handler(handler)
+    notify = f"""
+        receivers: {{hook: {{type: webhook, url: "${{HOOK_URL}}", group_by: [fingerprint]}}}}
+        {FAST_RETRY}
+        """
+    resources = {"i-pay1": ("payments", "5.00"), "i-pay2": ("payments", "4.00")}
+    cfg = project(tmp_path, notify, resources=resources)
+    run(cli, cfg, 3)                                            # cycle 1: "new" refused (401)
+    project(tmp_path, notify, resources=resources, tagged={"i-pay1"})
+    run(cli, cfg, 3)                                            # cycle 2: i-pay1 resolved, still refused
+    state["up"] = True
+    run(cli, cfg, 0)                                            # cycle 3: the receiver is fixed
+    pay1 = [e for msg in ok for e in msg if e[0] == "i-pay1"]
+    assert pay1 == [("i-pay1", "new"), ("i-pay1", "resolved")]  # in order, each once
+    run(cli, cfg, 0)
+    assert [e for msg in ok for e in msg if e[0] == "i-pay1"] == pay1

@@ -44,6 +44,11 @@ from costguard.notify.silences import Exceptions
 log = get_logger("costguard.notify")
 
 
+def _knows_open(told: Any) -> bool:
+    """The receiver was told the finding is open (so it must hear how it ends)."""
+    return told is not None and told.event != "resolved"
+
+
 class ShadowFile:
     """``notify.mode: shadow``: every message becomes one JSON line in a file, nothing is sent."""
 
@@ -124,16 +129,24 @@ class Delivery:
         pending = list(self.store.pending()) if self.store is not None else []
         pending += [Notification(-(i + 1), f["fingerprint"], e, now, f) for i, (e, f) in enumerate(transient)]
         stored_ids = [n.id for n in pending if n.id > 0]
-        skip = (self.store.settled(stored_ids) | self.store.in_flight()) if self.store is not None else set()
+        skip = self.store.settled(stored_ids) if self.store is not None else set()
+        # a finding with an unsent message for a receiver waits for it: its later changes must
+        # not overtake it (a "resolved" before the ticket exists would be dropped as never told)
+        held: set[tuple[str, str]] = set()
+        for row in self.store.planned() if self.store is not None else ():
+            for it in row["items"]:
+                skip.update((nid, row["receiver"]) for nid in it["notification_ids"])
+                held.add((row["receiver"], it["fingerprint"]))
         told = self.store.told({n.fingerprint for n in pending}) if self.store is not None else {}
 
         routed: dict[int, set[str]] = {}
         per: dict[tuple[str, str], tuple[Any, list[Notification]]] = {}
         for n in pending:
-            targets = [t for t in self.router.targets(n.finding) if self._accepts(t.receiver, n.finding)]
+            targets = [t for t in self.router.targets(n.finding)
+                       if self._accepts(t.receiver, n.finding) or _knows_open(told.get((t.receiver, n.fingerprint)))]
             routed[n.id] = {t.receiver for t in targets}
             for t in targets:
-                if (n.id, t.receiver) in skip:
+                if (n.id, t.receiver) in skip or (t.receiver, n.fingerprint) in held:
                     continue
                 key = (t.receiver, n.fingerprint)
                 if key not in per:
