@@ -55,6 +55,9 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
         if r.receiver not in cfg.notify.receivers:
             issues.append(ConfigIssue(str(loaded.path), loaded.line("notify", "routes", i, "receiver"),
                                       f"notify.routes[{i}].receiver", f"unknown receiver {r.receiver!r}"))
+    for name, r in cfg.notify.receivers.items():
+        for tname, tpath in (getattr(r, "templates", None) or {}).items():
+            issues.extend(_check_template(loaded, name, tname, tpath))
     if cfg.notify.exceptions:
         from costguard.notify.silences import load_exceptions
 
@@ -81,6 +84,27 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
         if isinstance(inventory, str) and "://" not in inventory and not (loaded.base_dir / inventory).exists():
             warnings.append(f"{loaded.path}:{loaded.line('providers', i, 'inventory')}: providers[{i}].inventory: file {inventory} does not exist (yet)")
     return issues, warnings
+
+
+def _check_template(loaded: LoadedConfig, receiver: str, name: str, path: str) -> list[ConfigIssue]:
+    """A template override must replace a shipped template, exist and parse."""
+    import jinja2
+
+    from costguard.notify.render import TEMPLATES
+
+    key = f"notify.receivers.{receiver}.templates.{name}"
+    line = loaded.line("notify", "receivers", receiver, "templates", name)
+    known = sorted(p.name for p in TEMPLATES.glob("*.j2"))
+    if name not in known:
+        return [ConfigIssue(str(loaded.path), line, key, f"no shipped template {name!r} to replace; templates: {', '.join(known)}")]
+    file = Path(loaded.resolve(path))
+    try:
+        jinja2.Environment().parse(file.read_text(encoding="utf-8"))
+    except OSError as e:
+        return [ConfigIssue(str(loaded.path), line, key, f"cannot read {file}: {e.strerror or e}")]
+    except jinja2.TemplateSyntaxError as e:
+        return [ConfigIssue(str(loaded.path), line, key, f"{file}:{e.lineno}: template syntax error: {e.message}")]
+    return []
 
 
 def _context(loaded: LoadedConfig, *, out: TextIO | None, clock: Callable[[], datetime], http: Any,
