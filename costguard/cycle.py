@@ -246,8 +246,8 @@ class Cycle:
             if r.usable:
                 line += f" · {r.rows:,} rows in {r.days} day(s) pulled, {r.skipped_days} day(s) already stored"
             w(line + "\n")
-            if r.detail and not r.ok:
-                w(f"    {r.detail}\n")
+            if r.problems or (r.detail and not r.usable):  # rejected rows are itemised by the ledger below
+                w(f"    {'; '.join(r.problems) if r.usable else r.detail}\n")
             if r.ledger is not None:
                 for s in r.ledger.summary_lines():
                     w(f"    {s}\n")
