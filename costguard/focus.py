@@ -634,14 +634,8 @@ def normalize(raw: pl.LazyFrame, *, file: str, timestamp_formats: Sequence[str] 
     row, plus ``x_Reject``/``x_RejectValue`` (why a row cannot be stored: a missing or unreadable
     ChargePeriodStart, an unreadable amount) and ``x_Line`` (passed through from ``raw`` when
     present). Rows are never dropped here; the lake stores, rejects or skips each one."""
-    try:
-        schema = raw.collect_schema()
-    except Exception as e:
-        raise DataError(f"{file}: cannot read the file's columns: {first_line(e)}") from None
+    raw, schema = _prepare(raw, file)
     specs = _lake_specs()
-    missing = [c for c in mandatory("1.0") if c not in schema]
-    if missing:
-        raise _missing_columns_error(file, schema.names(), missing)
     present = {n: schema[n] for n in specs if n in schema}
     nested = [n for n, dt in present.items() if dt.is_nested() and specs[n].data_type != "JSON"]
     if nested:

@@ -259,3 +259,32 @@ def test_a_source_lands_together_or_not_at_all(cli, tmp_path):
     assert "b.csv: line 2 has 3 fields but the header has" in r.stdout
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "lake").rglob("*.parquet")) == before
     assert _total(cli, cfg) == Decimal(3)
+
+
+def test_focus_1_3_and_1_4_files_map_onto_the_lake_beside_older_ones(cli, tmp_path):
+    from costguard import focus, focus_versions
+
+    assert set(focus.CARRIED) == set(focus_versions.CARRIED_COLUMNS)
+    old = pl.read_csv(SAMPLE, infer_schema=False)
+    new = (old.head(50)
+           .with_columns(pl.col("BillingAccountId") + "-13",
+                         pl.col("ProviderName").alias("ServiceProviderName"),
+                         pl.lit("AWS").alias("HostProviderName"),
+                         pl.lit("Proportional").alias("AllocatedMethodId"),
+                         pl.lit('{"team": "platform"}').alias("AllocatedTags"),
+                         pl.lit("inv-42").alias("InvoiceDetailId"))
+           .drop("ProviderName", "PublisherName"))  # 1.4 drops them
+    (tmp_path / "exports").mkdir()
+    old.write_csv(tmp_path / "exports" / "v10.csv")
+    new.write_csv(tmp_path / "exports" / "v14.csv")
+    cfg = _project(tmp_path, '["exports/*.csv"]')
+    r = cli("run", "--once", "-c", cfg, "--as-of", "2024-09-30")
+    assert "read 1,050 rows from 2 file(s): 1,050 stored" in r.stdout
+    by = {x["ProviderName"]: Decimal(str(x["BilledCost"])) for x in cli.json("costs", "-c", cfg, "--by", "ProviderName", "--exact")}
+    extra = {}
+    for rec in new.iter_rows(named=True):
+        extra[rec["ServiceProviderName"]] = extra.get(rec["ServiceProviderName"], Decimal(0)) + Decimal(rec["BilledCost"])
+    assert by["AWS"] == Decimal("18.0066386184") + extra.get("AWS", Decimal(0))
+    hosts = {x["HostProviderName"]: x["BilledCost"] for x in cli.json("costs", "-c", cfg, "--by", "HostProviderName")}
+    assert set(hosts) == {"AWS", None}  # carried as-is: only the 1.4 rows have it
+    assert cli.json("costs", "-c", cfg, "--by", "AllocatedMethodId")[0]["AllocatedMethodId"] in ("Proportional", None)
