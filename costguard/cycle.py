@@ -249,7 +249,7 @@ class Cycle:
             if r.problems or (r.detail and not r.usable):  # rejected rows are itemised by the ledger below
                 w(f"    {'; '.join(r.problems) if r.usable else r.detail}\n")
             if r.ledger is not None:
-                for s in r.ledger.summary_lines():
+                for s in r.ledger.summary_lines(landed=outcome.mode == "normal"):
                     w(f"    {s}\n")
             if r.report and r.report.checks:
                 w(f"    FOCUS conformance: {r.report.flagged_rows:,} of {r.report.rows:,} rows flagged (kept, not fixed)\n")
