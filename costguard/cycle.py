@@ -30,7 +30,7 @@ from costguard.errors import CycleCancelled
 from costguard.ingest import SourceResult, Staged, ingest_source, land
 from costguard.lake import Lake
 from costguard.logs import get_logger
-from costguard.model import SEVERITY_RANK, ConnectionStatus, Finding, new_run_id
+from costguard.model import SEVERITY_RANK, ConnectionStatus, Finding, NativeBudget, new_run_id
 from costguard.owners import OwnerResolver
 from costguard.procs import HEARTBEAT_SECONDS, this_process
 from costguard.providers import Horizon, Provider
@@ -132,7 +132,8 @@ class Cycle:
             horizon = Horizon(as_of, earliest=self.ingest.earliest_date)
             staged = self._ingest_all(run_id, horizon, outcome.sources, persist=persist)
             self._check_cancel()
-            findings, outcome.rule_errors, evaluated = self._evaluate(as_of, staged if not persist else [])
+            budgets = [b for r in outcome.sources.values() for b in r.budgets]
+            findings, outcome.rule_errors, evaluated = self._evaluate(as_of, staged if not persist else [], budgets)
             self._check_cancel()
             unusable = {s for s, r in outcome.sources.items() if not r.usable}
             result = self.store.reconcile(
@@ -210,11 +211,12 @@ class Cycle:
             out[p.name] = st.result
         return kept
 
-    def _evaluate(self, as_of: date, staged: Sequence[Staged]) -> tuple[list[Finding], dict[str, str], set[str]]:
+    def _evaluate(self, as_of: date, staged: Sequence[Staged], budgets: Sequence[NativeBudget]) -> tuple[list[Finding], dict[str, str], set[str]]:
         overlay = staged_days(s.batch for s in staged if s.batch is not None)
         fresh = {s.result.source: s.result.inventory for s in staged if s.result.inventory is not None}
         costs = self.lake.rollup(overlay=overlay)
-        ctx = RuleContext(as_of=as_of, costs=costs, inventory=self.lake.inventory(overlay=fresh))
+        ctx = RuleContext(as_of=as_of, costs=costs, inventory=self.lake.inventory(overlay=fresh),
+                          budgets=budgets, owners=self.owners.config)
         result = evaluate(self.rules, ctx)
         for rid, err in result.errors.items():
             log.error("rule_failed", rule=rid, error=err)
@@ -247,10 +249,10 @@ class Cycle:
             if r.usable:
                 line += f" · {r.rows:,} rows in {r.days} day(s) pulled, {r.skipped_days} day(s) already stored"
             w(line + "\n")
-            if r.detail and not r.ok:
-                w(f"    {r.detail}\n")
+            if r.problems or (r.detail and not r.usable):  # rejected rows are itemised by the ledger below
+                w(f"    {'; '.join(r.problems) if r.usable else r.detail}\n")
             if r.ledger is not None:
-                for s in r.ledger.summary_lines():
+                for s in r.ledger.summary_lines(landed=outcome.mode == "normal"):
                     w(f"    {s}\n")
             if r.report and r.report.checks:
                 w(f"    FOCUS conformance: {r.report.flagged_rows:,} of {r.report.rows:,} rows flagged (kept, not fixed)\n")

@@ -57,3 +57,23 @@ def test_a_template_override_is_used_and_checked_by_validate(cli, tmp_path, http
     cfg.write_text(cfg.read_text().replace("nope.j2: tpl/missing.j2", "teams.json.j2: tpl/bad.j2"))
     r = cli("validate", "-c", cfg, expect=2)
     assert "bad.j2:1: template syntax error" in r.stderr
+
+
+def test_budget_findings_show_their_overrun_in_every_template():
+    from decimal import Decimal
+
+    from costguard.notify.model import Item, Message
+    from costguard.notify.render import Renderer
+
+    f = {"fingerprint": "b" * 24, "rule": "aws-budget", "kind": "budget", "severity": "critical", "title": "AWS budget",
+         "summary": "forecast 127%", "monthly_cost": Decimal("578.22"), "monthly_savings": None, "currency": "EUR",
+         "owner": "finops", "owner_reason": "default owner", "provider": "AWS", "account_id": None, "region": None,
+         "resource_id": None, "evidence": {"overage": {"actual": Decimal("0"), "forecast": Decimal("1624.6")}}}
+    line = Renderer().render_json("slack.json.j2", Message("r", "g", {"owner": "finops"}, (Item("b" * 24, "new", f, (1,)),), "x"),
+                                  max_items=10)["blocks"][2]["text"]["text"].splitlines()
+    assert line[1] == "Spent so far €578.22 · forecast over budget by €1,624.60" and line[2].startswith("Owner finops")
+    m = Message("r", "owner=finops", {"owner": "finops"}, (Item(f["fingerprint"], "new", f, (1,)),), "id1")
+    r = Renderer()
+    for name in ("slack.json.j2", "teams.json.j2", "email.txt.j2", "email.html.j2", "ticket_body.txt.j2"):
+        text = r.render(name, m, max_items=10)
+        assert "€1,624.60" in text and "€578.22" in text, name

@@ -78,7 +78,7 @@ def test_slack_bot_posts_block_kit_then_updates_the_same_message(cli, tmp_path, 
     assert [b["type"] for b in body["blocks"]] == ["header", "context", "section"]
     text = body["blocks"][2]["text"]["text"]
     assert body["blocks"][2]["text"]["type"] == "mrkdwn" and body["text"].startswith("costguard: 1 new")
-    assert "Costs $150.00/month" in text and "Owner payments (tag team=payments)" in text
+    assert text.splitlines()[1:3] == ["Costs $150.00/month", text.splitlines()[2]] and text.splitlines()[2].startswith("Owner payments (tag team=payments) · ")
     assert "costguard findings show " in text
     pay_ts = next(e for e in ledger(tmp_path) if e["event"] == "new")  # the state keeps channel + ts
     assert pay_ts["outcome"] == "sent"
@@ -267,9 +267,9 @@ def test_email_one_mail_per_owner_to_the_team_contact_over_starttls_with_auth(cl
     assert pay["Subject"] == "costguard: 1 new for payments" and pay["From"] == "costguard@example.com"
     ids = {e["message_id"] for e in ledger(tmp_path)}
     assert pay["Message-ID"].strip("<>").removesuffix("@costguard") in ids
-    text = pay.get_body(("plain",)).get_content()
+    text = pay.get_body(("plain",)).get_content().replace("\r\n", "\n")
     html = pay.get_body(("html",)).get_content()
-    assert "Costs $150.00/month" in text and "Owner payments (tag team=payments)" in text
+    assert "  Costs $150.00/month\n" in text and "  Owner payments (tag team=payments)\n" in text
     assert "costguard findings show " in text and "<table" in html and "$150.00/month" in html
 
 

@@ -91,11 +91,11 @@ class ConsoleNotifier:
                     spend = "spent so far this period" if f["kind"] == "budget" else "/month"
                     line = f"              costs {_amount(f.get('monthly_cost'), cur)}{spend}" if spend == "/month" \
                         else f"              {_amount(f.get('monthly_cost'), cur)} {spend}"
+                    over = ((f.get("evidence") or {}).get("overage") or {}).get("forecast") if f["kind"] == "budget" else None
+                    if over:
+                        line += f" · forecast over budget by {_amount(over, cur)}"
                     if f.get("monthly_savings") is not None:
-                        if f["kind"] == "budget":
-                            line += f" · forecast over budget by {_amount(f['monthly_savings'], cur)}"
-                        else:
-                            line += f" · fixing saves {_amount(f['monthly_savings'], cur)}/month"
+                        line += f" · fixing saves {_amount(f['monthly_savings'], cur)}/month"
                     line += f" · {hint(f['fingerprint'])}"
                     w(line + "\n")
                     if f.get("owner_reason"):

@@ -33,7 +33,7 @@ class EmailConfig(GroupedReceiverConfig):
       port: 587
       tls: starttls               # starttls | ssl | none
       username: costguard@example.com
-      password_file: /run/secrets/smtp-password
+      password: "${SMTP_PASSWORD}"    # or password_file: /run/secrets/smtp-password
       from: costguard@example.com
       to: [finops@example.com]    # unowned findings, and teams without a contact
     ```

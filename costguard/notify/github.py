@@ -34,7 +34,7 @@ class GithubConfig(GroupedReceiverConfig):
     ```yaml
     github-platform:
       type: github
-      token_file: /run/secrets/github-token
+      token: "${GITHUB_TOKEN}"          # or token_file: /run/secrets/github-token
       repo: acme/finops                 # default repository
       repos: {platform: acme/platform}  # owner team -> repository
     ```

@@ -59,7 +59,7 @@ class JiraConfig(GroupedReceiverConfig):
       type: jira
       url: https://acme.atlassian.net
       user: finops-bot@acme.com            # Cloud: account email + API token (basic auth)
-      token_file: /run/secrets/jira-token  # Data Center: a personal access token, no user (bearer)
+      token: "${JIRA_TOKEN}"               # or token_file: …; Data Center: a PAT and no user (bearer)
       project: FIN                         # default project
       projects: {payments: PAY}            # owner team -> project
       issue_type: Task

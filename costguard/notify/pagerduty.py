@@ -16,7 +16,7 @@ from costguard.build import BuildContext
 from costguard.notify.base import RECEIVERS, ReceiverConfig
 from costguard.notify.http import request
 from costguard.notify.model import Message, Sent
-from costguard.notify.render import hint
+from costguard.notify.render import hint, over_budget
 from costguard.rules.base import fmt_money
 
 PD_SEVERITIES = ("critical", "error", "warning", "info")
@@ -29,7 +29,7 @@ class PagerDutyConfig(ReceiverConfig):
     ```yaml
     pagerduty-finops:
       type: pagerduty
-      routing_key_file: /run/secrets/pagerduty-routing-key
+      routing_key: "${PAGERDUTY_ROUTING_KEY}"   # or routing_key_file: …
       trigger_severities: [critical]
       severity_map: {critical: critical, warning: warning, info: info}
     ```
@@ -80,6 +80,7 @@ class PagerDutyNotifier:
                 "event": item.event, "rule": f.get("rule"), "owner": f.get("owner"), "owner_reason": f.get("owner_reason"),
                 "monthly_cost": fmt_money(cost, cur) if cost is not None else None,
                 "monthly_savings": fmt_money(f["monthly_savings"], cur) if f.get("monthly_savings") is not None else None,
+                "over_budget": fmt_money(over, cur) if (over := over_budget(f)) is not None else None,
                 "resource_id": f.get("resource_id"), "details": hint(item.fingerprint), "fingerprint": item.fingerprint,
             },
         }}

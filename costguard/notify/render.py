@@ -2,7 +2,7 @@
 from a receiver's config (``templates: {slack.json.j2: my/slack.json.j2}``).
 
 Context of every template: ``receiver``, ``group`` (labels), ``items`` (each with ``event``,
-``event_title``, ``finding``, ``detail``, ``hint``), ``counts`` (per event), ``message_id``,
+``event_title``, ``finding``, ``detail``, ``hint``, ``over_budget``), ``counts`` (per event), ``message_id``,
 ``owner``. Filters: ``money(amount, currency)`` (``$1,234.50`` / ``1,234.50 CHF``; rounding
 happens only here), ``tojson`` (for JSON templates). Undefined names are errors.
 """
@@ -44,6 +44,14 @@ def _json(value: Any) -> str:
         raise TypeError(type(o).__name__)
 
     return json.dumps(value, default=enc, ensure_ascii=False)
+
+
+def over_budget(finding: Mapping[str, Any]) -> Any:
+    """A budget finding's forecast overrun (``evidence.overage.forecast``), or None."""
+    if finding.get("kind") != "budget":
+        return None
+    over = ((finding.get("evidence") or {}).get("overage") or {}).get("forecast")
+    return over if over else None
 
 
 def hint(fingerprint: str) -> str:
@@ -102,7 +110,8 @@ def context(message: Message) -> dict[str, Any]:
         "message_id": message.message_id,
         "items": [
             {"event": i.event, "event_title": EVENT_TITLE.get(i.event, i.event), "finding": i.finding,
-             "detail": i.detail or {}, "hint": hint(i.fingerprint), "fingerprint": i.fingerprint}
+             "detail": i.detail or {}, "hint": hint(i.fingerprint), "fingerprint": i.fingerprint,
+             "over_budget": over_budget(i.finding)}
             for i in items
         ],
         "counts": counts,

@@ -36,7 +36,7 @@ class ServiceNowConfig(GroupedReceiverConfig):
       type: servicenow
       url: https://acme.service-now.com
       user: costguard.integration
-      password_file: /run/secrets/snow-password   # or token_file: an OAuth bearer token
+      password: "${SNOW_PASSWORD}"   # or password_file: …; or token: an OAuth bearer token
       table: incident                             # or sc_task
       assignment_groups: {payments: Payments Ops}
     ```

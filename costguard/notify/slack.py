@@ -34,9 +34,9 @@ class SlackConfig(GroupedReceiverConfig):
     ```yaml
     slack-payments:
       type: slack
-      token_file: /run/secrets/slack-bot-token   # bot token (chat:write): posts, then updates
+      token: "${SLACK_BOT_TOKEN}"   # bot token (chat:write): posts, then updates; or token_file: …
       channel: "#payments-cost"
-      # webhook_url_file: /run/secrets/slack-webhook   # or an incoming webhook (post only)
+      # webhook_url: "${SLACK_WEBHOOK_URL}"   # or an incoming webhook (post only)
       group_by: [owner]
     ```
     """

@@ -26,7 +26,7 @@ class TeamsConfig(GroupedReceiverConfig):
     ```yaml
     teams-data:
       type: teams
-      url_file: /run/secrets/teams-data-workflow-url
+      url: "${TEAMS_DATA_WORKFLOW_URL}"   # or url_file: /run/secrets/…
     ```
     """
 

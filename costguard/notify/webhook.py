@@ -34,8 +34,8 @@ class WebhookConfig(GroupedReceiverConfig):
     ```yaml
     audit-hook:
       type: webhook
-      url_file: /run/secrets/audit-hook-url     # or url: ${AUDIT_HOOK_URL}
-      hmac_secret_file: /run/secrets/audit-hook-hmac
+      url: "${AUDIT_HOOK_URL}"                # or url_file: /run/secrets/audit-hook-url
+      hmac_secret: "${AUDIT_HOOK_HMAC}"       # or hmac_secret_file: …
       headers: {X-Team: finops}
       group_by: [owner]
     ```
