@@ -11,7 +11,7 @@ import inspect
 import json
 import re
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict
 
 from costguard.catalog import Catalog, bundled
 from costguard.lake import ROLLUP_KEYS
-from costguard.model import Finding
+from costguard.model import Finding, NativeBudget
+from costguard.owners import OwnersConfig
 from costguard.registry import Registry
 
 #: String dimensions of the daily cost rollup: what ``filter:`` and ``group_by:`` may name.
@@ -51,6 +52,8 @@ class RuleContext:
     costs: pl.LazyFrame
     inventory: pl.LazyFrame | None = None
     catalog: Catalog = field(default_factory=bundled)
+    budgets: Sequence[NativeBudget] = ()      # the clouds' own budgets, from the providers this run
+    owners: OwnersConfig | None = None        # teams, their accounts, tag values and budgets
 
 
 class Params(BaseModel):
