@@ -153,3 +153,14 @@ def test_explain_rebuilds_formulas_for_budget_and_coverage(cli, tmp_path):
 def test_docs_describe_every_kind(kind):
     text = (REPO / "docs" / "rules.md").read_text()
     assert f"## `{kind}`" in text
+
+
+def test_rules_test_with_a_config_uses_its_folders_and_catalogue(cli, tmp_path, monkeypatch):
+    d = _pack(tmp_path, CASE % "1.6")                      # 32 GB at a negotiated $0.05/GB-month
+    (tmp_path / "prices.csv").write_text("provider,resource_class,sku,region,unit,price,currency\n"
+                                         "AWS,volume,gp2,us-east-1,gb_month,0.05,USD\n")
+    cfg = write_config(tmp_path, "rules: [rules/]\ncatalog: [prices.csv]\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli("rules", "test", "-c", cfg).stdout.strip() == "1 case(s): 1 passed, 0 failed"
+    r = cli("rules", "test", d, expect=1)                  # without the config: the bundled $0.10
+    assert "monthly_savings: expected 1.6, got 3.2" in r.stdout

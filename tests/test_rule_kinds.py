@@ -5,7 +5,6 @@ tag-policy, plus tag-coverage's aliases. Real rule files, the real loader and th
 from __future__ import annotations
 
 from datetime import date, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import polars as pl

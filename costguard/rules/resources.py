@@ -14,7 +14,7 @@ ids differ in case between exports and APIs).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from costguard.catalog import HOURS_PER_MONTH, Catalog, Price
+from costguard.catalog import Catalog, Price
 from costguard.inventory import INVENTORY_SCHEMA, RESOURCE_CLASSES
 from costguard.model import Finding, fingerprint
 from costguard.rules.base import DATE, TAG_PREFIX, FilterSpec, RuleContext, RuleInstance, day_range, fmt_money, normalise_key
@@ -33,7 +33,6 @@ ResourceClass = Literal["instance", "volume", "address", "snapshot", "load_balan
                         "log_group", "bucket"]
 assert set(ResourceClass.__args__) == set(RESOURCE_CLASSES)  # type: ignore[attr-defined]
 MONEY = Decimal("1e-10")
-CENT = Decimal("0.01")
 #: Rule ``filter:`` columns that resource-level kinds understand, and the inventory column each maps to
 #: (None: taken from the resource's rows in the lake, so resources without lake cost never match).
 FILTER_COLUMNS: dict[str, str | None] = {
@@ -252,10 +251,6 @@ def monthly_cost(catalog: Catalog, row: Mapping[str, Any]) -> Cost | None:
     return lake_monthly(row) or catalogue_monthly(catalog, row)
 
 
-def hourly_diff_monthly(current: Price, target: Price) -> Decimal:
-    return ((current.amount - target.amount) * HOURS_PER_MONTH).quantize(MONEY)
-
-
 # ---- findings ---------------------------------------------------------------------------------------
 
 
@@ -325,14 +320,7 @@ class Unjudged:
         return out
 
 
-def money_round(d: Decimal) -> Decimal:
-    return d.quantize(MONEY)
-
-
 def windows_evidence(as_of: date, days: int = COST_DAYS) -> dict[str, str]:
     start = as_of - timedelta(days=days - 1)
     return {"start": start.isoformat(), "end": (as_of + timedelta(days=1)).isoformat()}
 
-
-def iter_rows(df: pl.DataFrame) -> Iterable[dict[str, Any]]:
-    return df.sort("resource_id").iter_rows(named=True)
