@@ -425,3 +425,18 @@ def test_tag_coverage_counts_aliases(tmp_path):
     (aliased,) = run(one(tmp_path, text % ", aliases: {env: environment}"), AS_OF, rows)
     assert plain.evidence["coverage"] == 0 and aliased.evidence["coverage"] == D("0.8")
     assert plain.fingerprint == aliased.fingerprint
+
+
+def test_rightsizing_databases_from_a_user_catalogue(tmp_path):
+    (tmp_path / "rds.csv").write_text(
+        "provider,resource_class,sku,region,unit,price,currency,vcpu,memory_gib,family\n"
+        "AWS,database,db.r5.xlarge,*,hour,0.50,USD,4,32,db.r5\n"
+        "AWS,database,db.r5.large,*,hour,0.25,USD,2,16,db.r5\n")
+    rule = one(tmp_path, "- {id: db, kind: rightsizing, severity: info, resource_classes: [database]}\n")
+    inv = [resource("db-1", "database", sku="db.r5.xlarge", region="eu-west-1", state="available",
+                    cpu_p95=20, mem_p95=40, metrics_days=30),
+           resource("i-1", "instance", **RECORDED)]                          # not a database: not looked at
+    (f,) = run(rule, AS_OF, [], inv, catalog=load_catalog([tmp_path / "rds.csv"]))
+    assert (f.resource_id, f.evidence["recommended_type"], f.monthly_savings) == ("db-1", "db.r5.large", D("182.5"))
+    (g,) = run(rule, AS_OF, [], inv)                                           # the bundled catalogue has no RDS sizes
+    assert g.kind == "data" and g.evidence["reasons"] == {"type not in the catalogue": 1}
