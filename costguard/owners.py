@@ -17,12 +17,16 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costguard import yamlsrc
 from costguard.errors import ConfigError
 from costguard.model import Finding
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class TeamConfig(BaseModel):
@@ -107,3 +111,27 @@ class OwnerResolver:
 
     def apply(self, findings: list[Finding], tags_of: Mapping[str, str | None]) -> list[Finding]:
         return [f.with_owner(*self.resolve(f, tags_of)) for f in findings]
+
+
+def owner_expr(config: OwnersConfig) -> pl.Expr:
+    """The owning team of each cost row, as a polars expression over the lake's rollup: the same
+    order as :meth:`OwnerResolver.resolve` (the row's own tags → SubAccountId, then
+    BillingAccountId → the default), null when nothing matches. Used to split spend by team."""
+    import polars as pl
+
+    resolver = OwnerResolver(config)
+    by_value = resolver._by_value()
+    by_account = {a: team for team, t in config.teams.items() for a in t.accounts}
+    out: pl.Expr = pl.lit(config.default, pl.String)
+    for col in ("BillingAccountId", "SubAccountId"):  # built inside out: the first match wins
+        if by_account:
+            out = pl.when(pl.col(col).is_in(list(by_account))).then(pl.col(col).replace_strict(by_account, default=None)).otherwise(out)
+    for key in reversed(config.tag_keys):
+        k = key.strip().lower()
+        raw = pl.col("x_Tags").str.json_path_match(f"$[{json.dumps(k, ensure_ascii=False)}]")
+        if config.teams:
+            team = raw.str.strip_chars().str.to_lowercase().replace_strict(by_value, default=None)
+            out = pl.when(team.is_not_null()).then(team).otherwise(out)
+        else:
+            out = pl.when(raw.is_not_null() & (raw != "")).then(raw).otherwise(out)
+    return out.alias("_team")

@@ -361,6 +361,14 @@ class Store:
         with self._tx() as conn:
             return [dict(r) for r in conn.execute(q.order_by(finding_events.c.id)).mappings()]
 
+    def finding_events_between(self, start: datetime, end: datetime) -> list[dict]:
+        """Every finding's history events with ``start <= at < end`` (aware datetimes), oldest first
+        (the weekly digest's "new this week" and "fixed this week")."""
+        at = finding_events.c.at
+        q = select(finding_events).where((at >= ensure_utc(start, "start")) & (at < ensure_utc(end, "end")))
+        with self._tx() as conn:
+            return [dict(r) for r in conn.execute(q.order_by(at, finding_events.c.id)).mappings()]
+
     def open_findings_count(self) -> dict[tuple[str, str], int]:
         q = (
             select(findings.c.kind, findings.c.severity, func.count())
