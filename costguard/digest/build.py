@@ -1,0 +1,71 @@
+"""``build_digest``: the digest's data for one ISO week and one audience (the organisation or an
+owner team), from the lake's rollup, the rules, the owners and the state store. No I/O of its own:
+every input is handed in (``app.py`` reads the lake and opens the store)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import polars as pl
+
+from costguard.digest.budgets import budget_statuses
+from costguard.digest.coverage import coverage_series
+from costguard.digest.findings import FindingsSource, anomalies, findings_summary
+from costguard.digest.model import Digest
+from costguard.digest.spend import AVERAGE_WEEKS, TEAM, TRACKED_WEEKS, data_notes, full_week, spend_report
+from costguard.digest.weeks import IsoWeek, local_today
+from costguard.owners import OwnersConfig, owner_expr
+from costguard.rules.base import RuleInstance
+
+
+@dataclass(frozen=True)
+class DigestInputs:
+    """What a digest is made from."""
+
+    costs: pl.LazyFrame                              # the lake's daily rollup (every source)
+    days_by_source: Mapping[str, Collection[date]]   # days stored per source (the lake's partitions)
+    rules: Sequence[RuleInstance]
+    owners: OwnersConfig
+    store: FindingsSource | None                     # None: no cycle has run yet
+    anomaly_kind: bool = False                       # a registered rule kind makes "anomaly" findings
+
+
+def teams_of(owners: OwnersConfig) -> list[str]:
+    names = set(owners.teams)
+    if owners.default:
+        names.add(owners.default)
+    return sorted(names)
+
+
+def build_digest(inputs: DigestInputs, *, week: IsoWeek, team: str | None, metric: str, timezone: str,
+                 now: datetime, top: int = 5, warnings: Sequence[str] = ()) -> Digest:
+    today = local_today(now, timezone)
+    notes, pairs = data_notes(week, inputs.days_by_source, today, warnings)
+    scoped = inputs.costs.with_columns(owner_expr(inputs.owners).alias(TEAM))
+    if team is not None:
+        scoped = scoped.filter(pl.col(TEAM) == team)
+    full = [k for k in range(1, AVERAGE_WEEKS + 1) if full_week(week.shift(-k), inputs.days_by_source, notes.sources)]
+    spend = spend_report(scoped, week=week, metric=metric, pairs=pairs, full_weeks=full,
+                         this_week_complete=notes.this_week.complete, top=top)
+    as_of = min(week.end - timedelta(days=1), today)
+    budgets = budget_statuses(inputs.costs, inputs.rules, inputs.owners, as_of=as_of, team=team, scope=scoped,
+                              metric=metric, window=(week.shift(1 - TRACKED_WEEKS).start, week.end))
+    coverage = coverage_series(scoped, inputs.rules, week=week, weeks=TRACKED_WEEKS)
+    summary = anomaly_list = None
+    if inputs.store is not None:
+        start, end = week.instants(timezone)
+        rows = inputs.store.list_findings(status="all")
+        events = inputs.store.finding_events_between(start, end)
+        summary = findings_summary(rows, events, costs=inputs.costs, days_by_source=inputs.days_by_source, today=today,
+                                   team=team, metric=metric, state_as_of=now)
+        if inputs.anomaly_kind or any(f["kind"] == "anomaly" for f in rows):
+            anomaly_list = anomalies(rows, events, team=team)
+    return Digest(
+        week=str(week), start=week.start, end=week.end, timezone=timezone, team=team, metric=metric,
+        generated_at=now, data=notes, totals=spend.totals, by_provider=spend.by_provider,
+        by_account=spend.by_account, by_service=spend.by_service, by_team=spend.by_team, movers=spend.movers,
+        daily=spend.daily, budgets=budgets, coverage=coverage, findings=summary, anomalies=anomaly_list,
+        teams=teams_of(inputs.owners),
+    )
