@@ -63,6 +63,9 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
     if "://" in cfg.state.lake:
         issues.append(ConfigIssue(str(loaded.path), loaded.line("state", "lake"), "state.lake",
                                   "object-storage lakes are not supported by this version; use a local or mounted path"))
+    if "://" in cfg.digest.archive:
+        issues.append(ConfigIssue(str(loaded.path), loaded.line("digest", "archive"), "digest.archive",
+                                  "object-storage archives are not supported by this version; use a folder (a mounted volume works)"))
     for i, p in enumerate(cfg.providers):
         for j, pat in enumerate(p.data_paths()):
             try:
@@ -221,7 +224,66 @@ def build_daemon(loaded: LoadedConfig, *, stop: threading.Event | None = None, c
         run = store.last_run(statuses=("ok", "partial"))
         return run["finished_at"] if run else None
 
-    scheduler = CycleScheduler(worker, cron=cfg.schedule.cycle, timezone=cfg.schedule.timezone, last_success=last_success)
+    from costguard.digest.job import DigestWorker
+
+    digest = DigestWorker(loaded.path, stop=stop, command=command)
+    scheduler = CycleScheduler(worker, cron=cfg.schedule.cycle, timezone=cfg.schedule.timezone, last_success=last_success,
+                               digest=digest, digest_cron=cfg.schedule.digest)
     server = HttpServer(cfg.server.host, cfg.server.port, health, metrics)
     return Daemon(providers=[p.name for p in cfg.providers], store=store, metrics=metrics, health=health,
                   server=server, scheduler=scheduler, worker=worker, lock=lock, stop=stop, clock=utcnow)
+
+
+# ---- the weekly digest -----------------------------------------------------------------------------
+
+
+def build_digests(loaded: LoadedConfig, *, week: Any = None, team: str | None = None, all_teams: bool = False,
+                  clock: Callable[[], datetime] = utcnow) -> list[Any]:
+    """The digest of ``week`` (default: the last complete ISO week in ``schedule.timezone``) for the
+    organisation, or for ``team``; ``all_teams`` adds every owner team that has spend or findings."""
+    from costguard.digest import DigestInputs, build_digest, last_complete_week
+    from costguard.digest.build import teams_of
+    from costguard.errors import DataError
+    from costguard.queries import source_warnings
+    from costguard.rules.base import RULES
+
+    cfg = loaded.config
+    issues, _ = check_config(loaded)
+    if issues:
+        raise ConfigError(issues)
+    owners = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
+    known = teams_of(owners)
+    if team is not None and owners.teams and team not in known:
+        raise ConfigError.single("<command line>", None, "--team",
+                                 f"unknown team {team!r}; teams in {cfg.owners}: {', '.join(known)}")
+    if team is not None and not owners.teams and not owners.tag_keys:
+        raise ConfigError.single("<command line>", None, "--team", "no owners are configured (owners: in the config)")
+    lake = read_lake(loaded)
+    if not lake.exists():
+        raise DataError(f"no costs in the lake yet ({lake.root}): run `costguard run --once -c {loaded.path}` first")
+    tz = cfg.schedule.timezone
+    now = clock()
+    week = week or last_complete_week(now, tz)
+    store = read_store(loaded)
+    try:
+        inputs = DigestInputs(
+            costs=lake.rollup(), days_by_source={s: set(lake.stored_days(s)) for s in lake.sources()},
+            rules=load_rules(cfg.rules, base_dir=loaded.base_dir), owners=owners, store=store,
+            anomaly_kind=any(getattr(cls, "finding_kind", None) == "anomaly" for _, cls in RULES.items()),
+        )
+        warnings = source_warnings(store, lake, start=week.start, end=week.end) if store is not None else []
+        audiences: list[str | None] = [team] if team is not None else [None, *(known if all_teams else [])]
+        out = []
+        for who in audiences:
+            d = build_digest(inputs, week=week, team=who, metric=cfg.digest.metric, timezone=tz, now=now,
+                             top=cfg.digest.top, warnings=warnings)
+            if who is None or team is not None or d.totals or (d.findings and (d.findings.open or d.findings.fixed_this_week)):
+                out.append(d)
+        return out
+    finally:
+        if store is not None:
+            store.close()
+
+
+def digest_archive(loaded: LoadedConfig) -> Path:
+    return Path(loaded.resolve(loaded.config.digest.archive))

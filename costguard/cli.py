@@ -553,6 +553,72 @@ def demo(
     raise typer.Exit(run_demo(folder, out=SafeOut(sys.stdout), progress=_progress))
 
 
+@app.command()
+@_guard
+def digest(
+    config: ConfigOpt = None,
+    week: Annotated[Optional[str], typer.Option("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W05 (Monday to Sunday). Default: the last complete week in schedule.timezone.")] = None,
+    team: Annotated[Optional[str], typer.Option("--team", help="One owner team's digest (its spend by tags and accounts, its budgets and findings) instead of the organisation's.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Write digest-<week>[-<team>].html with its PNG charts and .json data here (instead of printing the text version).")] = None,
+    send: Annotated[bool, typer.Option("--send", help="Send through the delivery stage's receivers (email, Slack, Teams), once per audience per week.")] = False,
+    scheduled: Annotated[bool, typer.Option("--scheduled", hidden=True, help="The daemon's weekly job: organisation and teams, into digest.archive.")] = False,
+) -> None:
+    """The weekly digest: spend vs last week and the 4-week average, top movers with their root
+    cause, budgets with forecast and days to breach, tag-coverage trend, findings and savings.
+
+    Every total equals what `costguard costs` returns for the same days (per currency). A week
+    with days that have no data yet says so and compares like for like instead of showing a drop.
+
+    Examples:
+      costguard digest -c costguard.yaml                          (last week, as text)
+      costguard digest -c costguard.yaml --week 2026-W05 --out digests/
+      costguard digest -c costguard.yaml --team payments --out digests/
+    """
+    from costguard.digest import IsoWeek
+    from costguard.digest.send import SEND_UNAVAILABLE
+
+    if send:
+        raise _usage(SEND_UNAVAILABLE)
+    chosen = None
+    if week is not None:
+        try:
+            chosen = IsoWeek.parse(week)
+        except ValueError as e:
+            raise _usage(f"--week {e}") from None
+    from costguard.app import build_digests, digest_archive, utcnow
+
+    _setup_logging(daemon=scheduled)
+    loaded = _load(config)
+    if chosen is not None:
+        from costguard.digest.weeks import local_today
+
+        if chosen.start > local_today(utcnow(), loaded.config.schedule.timezone):
+            raise _usage(f"--week {chosen} has not started yet; pick a past or the current week")
+    if scheduled:
+        from costguard.digest.files import publish
+        from costguard.logs import get_logger
+
+        digests = build_digests(loaded, week=chosen, all_teams=loaded.config.digest.teams)
+        written = publish(digests, digest_archive(loaded))
+        get_logger("costguard.digest").info("digest_written", week=digests[0].week, audiences=[d.audience for d in digests],
+                                            folder=str(digest_archive(loaded)), files=sum(len(w.all()) for w in written))
+        return
+    digests = build_digests(loaded, week=chosen, team=team)
+    for w in digests[0].data.warnings:
+        _err(f"warning: {w}")
+    if out is None:
+        from costguard.digest.render import render_text
+
+        SafeOut(sys.stdout).write(render_text(digests[0]))
+        _err("(write the HTML with charts and the JSON data with --out DIR)")
+        return
+    from costguard.digest.files import publish
+
+    for written in publish(digests, out):
+        for p in written.all():
+            sys.stdout.write(f"{p}\n")
+
+
 def main() -> None:
     try:
         app()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from datetime import date
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -72,6 +72,15 @@ class ServerConfig(_Model):
     port: int = Field(9464, ge=0, le=65535)
 
 
+class DigestConfig(_Model):
+    metric: Literal["BilledCost", "EffectiveCost", "ListCost"] = Field(
+        "BilledCost", description="the cost every digest amount sums (the same default as `costguard costs`)")
+    archive: str = Field(".costguard/digests", description="folder where the scheduled digest writes its HTML, charts and JSON")
+    teams: bool = Field(True, description="the scheduled digest also makes one digest per owner team with spend or findings")
+    top: int = Field(5, ge=1, le=20, description="movers listed")
+    link: str | None = Field(None, description="URL the archive folder is served at; chat summaries link to the full digest")
+
+
 class Config(_Model):
     state: StateConfig = StateConfig()
     ingest: IngestConfig = IngestConfig()
@@ -81,6 +90,7 @@ class Config(_Model):
     notify: NotifyConfig = NotifyConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     server: ServerConfig = ServerConfig()
+    digest: DigestConfig = DigestConfig()
 
     @field_validator("providers")
     @classmethod

@@ -91,9 +91,10 @@ def daily_chart(week: IsoWeek, days: Sequence[DayCost], currency: str, budgets: 
     colours = [BAR if d >= week.start else BAR_EARLIER for d in span]
     ax.bar(xs, values, color=colours, width=0.8, label="spend (this week darker)")
     top = max(values + [0.0]) or 1.0
-    gaps = [i for i, d in enumerate(span) if d in set(missing) and d not in mine]
-    if gaps:
-        ax.bar(gaps, [top] * len(gaps), color="none", edgecolor=MISSING, hatch="///", linewidth=0, width=0.8, label="no data yet")
+    gaps = [i for i, d in enumerate(span) if d in set(missing)]
+    if gaps:  # a day some source has not delivered: its bar (or, if nothing came, the empty slot) hatched
+        ax.bar(gaps, [values[i] if span[i] in mine else top for i in gaps], color="none", edgecolor=MISSING,
+               hatch="///", linewidth=0, width=0.8, label="incomplete: a source has no data")
     for b in budgets:
         if b.currency != currency or b.status == "error":
             continue
@@ -112,7 +113,7 @@ def daily_chart(week: IsoWeek, days: Sequence[DayCost], currency: str, budgets: 
     fig.tight_layout()
     total = sum((mine.get(d, Decimal(0)) for d in week.days()), Decimal(0))
     alt = (f"Bar chart of daily {currency} spend from {span[0]} to {span[-1]}; this week {fmt_money(total, currency)}"
-           + (f"; {len(gaps)} day(s) without data" if gaps else "")
+           + (f"; {len(gaps)} day(s) without data from every source ({', '.join(f'{span[i]:%d %b}' for i in gaps)})" if gaps else "")
            + "".join(f"; budget {b.rule} allows {fmt_money(b.amount / (b.period_end - b.period_start).days, currency)} a day"
                      for b in budgets if b.currency == currency and b.status != "error"))
     return Chart(f"daily-{currency}", f"Daily spend ({currency})", alt, _png(fig))
