@@ -270,9 +270,14 @@ def build_digests(loaded: LoadedConfig, *, week: Any = None, team: str | None = 
             costs=lake.rollup(), days_by_source={s: set(lake.stored_days(s)) for s in lake.sources()},
             rules=load_rules(cfg.rules, base_dir=loaded.base_dir), owners=owners, store=store,
             anomaly_kind=any(getattr(cls, "finding_kind", None) == "anomaly" for _, cls in RULES.items()),
+            ingested=store.ingest_times() if store is not None else {}, settle_hours=cfg.digest.settle_hours,
         )
         warnings = source_warnings(store, lake, start=week.start, end=week.end) if store is not None else []
         audiences: list[str | None] = [team] if team is not None else [None, *(known if all_teams else [])]
+        if len(audiences) > 1:  # one scan of the lake for every audience
+            from costguard.digest.weeks import local_today
+
+            inputs = inputs.cached(week=week, metric=cfg.digest.metric, today=local_today(now, tz))
         out = []
         for who in audiences:
             d = build_digest(inputs, week=week, team=who, metric=cfg.digest.metric, timezone=tz, now=now,

@@ -560,7 +560,7 @@ def digest(
     week: Annotated[Optional[str], typer.Option("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W05 (Monday to Sunday). Default: the last complete week in schedule.timezone.")] = None,
     team: Annotated[Optional[str], typer.Option("--team", help="One owner team's digest (its spend by tags and accounts, its budgets and findings) instead of the organisation's.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Write digest-<week>[-<team>].html with its PNG charts and .json data here (instead of printing the text version).")] = None,
-    send: Annotated[bool, typer.Option("--send", help="Send through the delivery stage's receivers (email, Slack, Teams), once per audience per week.")] = False,
+    send: Annotated[bool, typer.Option("--send", help="Send through the delivery stage's receivers (email, Slack, Teams), once per audience per week. Not in this version: exits 2 and does nothing.")] = False,
     scheduled: Annotated[bool, typer.Option("--scheduled", hidden=True, help="The daemon's weekly job: organisation and teams, into digest.archive.")] = False,
 ) -> None:
     """The weekly digest: spend vs last week and the 4-week average, top movers with their root
@@ -569,6 +569,7 @@ def digest(
     Every total equals what `costguard costs` returns for the same days (per currency). A week
     with days that have no data yet says so and compares like for like instead of showing a drop.
 
+    \b
     Examples:
       costguard digest -c costguard.yaml                          (last week, as text)
       costguard digest -c costguard.yaml --week 2026-W05 --out digests/

@@ -78,6 +78,7 @@ class DigestConfig(_Model):
     archive: str = Field(".costguard/digests", description="folder where the scheduled digest writes its HTML, charts and JSON")
     teams: bool = Field(True, description="the scheduled digest also makes one digest per owner team with spend or findings")
     top: int = Field(5, ge=1, le=20, description="movers listed")
+    settle_hours: int = Field(24, ge=0, le=240, description="a day read sooner than this after it ended may still be arriving: said, and not compared (0: trust every stored day)")
     link: str | None = Field(None, description="URL the archive folder is served at; chat summaries link to the full digest")
 
 

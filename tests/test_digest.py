@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
 import json
 import re
 import threading
@@ -20,7 +21,7 @@ from focus_rows import row, write
 
 import digest_data as g
 from conftest import write_config
-from costguard.app import build_digests
+from costguard.app import build_cycle, build_digests
 from costguard.config import load_config
 from costguard.digest.chat import SLACK_FIELDS_MAX, SLACK_HEADER_MAX, SLACK_SECTION_MAX, TEAMS_MAX_BYTES
 from costguard.digest.charts import digest_charts
@@ -141,6 +142,15 @@ def test_team_digest_is_the_teams_rows_budgets_and_findings(cli, golden):
     assert data_team.totals[0].change == 224 and data_team.budgets == []
 
 
+def test_all_teams_from_one_scan_equal_each_made_alone(golden):
+    loaded = load_config(golden.config)
+    together = build_digests(loaded, week=W09, all_teams=True, clock=at(MONDAY_AFTER))   # one cached scan
+    assert [d.audience for d in together] == ["org", "team:data", "team:finops", "team:payments"]
+    for d in together:
+        [alone] = build_digests(loaded, week=W09, team=d.team, clock=at(MONDAY_AFTER))
+        assert to_json(d.to_data()) == to_json(alone.to_data()), d.audience
+
+
 # ---- movers ---------------------------------------------------------------------------------------
 
 
@@ -168,8 +178,9 @@ def test_movers_and_root_causes_are_the_planted_ones(written):
 @pytest.fixture(scope="module")
 def gappy(tmp_path_factory) -> Path:
     """Two sources: `a` from Wed 28 Jan (2026-W05), `b` whose last two days of 2026-W09 have not
-    arrived. Costs are constant except `i-c` ($1/day, $3/day in W09), in a service whose name
-    carries Slack's control characters."""
+    arrived; ingested on Monday 2 March 06:00 UTC, so `a`'s Sunday may still be arriving. Costs
+    are constant except `i-c` ($1/day, $3/day in W09), in a service whose name carries Slack's
+    control characters."""
     root = tmp_path_factory.mktemp("gappy")
     a, b = [], []
     d = date(2026, 1, 28)
@@ -190,9 +201,11 @@ def gappy(tmp_path_factory) -> Path:
         schedule: {cycle: "0 6 * * *", digest: "0 8 * * MON", timezone: Europe/Berlin}
         digest: {archive: archive}
         """)
-    from conftest import Cli
-
-    Cli()("run", "--once", "-c", cfg, "--as-of", "2026-03-01")
+    cycle = build_cycle(load_config(cfg), out=io.StringIO(), clock=at(datetime(2026, 3, 2, 6, tzinfo=timezone.utc)))
+    try:  # read on Monday 06:00 UTC: `a`'s Sunday only 6 hours after it ended
+        assert cycle.run(as_of=date(2026, 3, 1)).status == "ok"
+    finally:
+        cycle.close()
     return cfg
 
 
@@ -205,21 +218,23 @@ def test_missing_days_are_said_and_compared_like_for_like(cli, gappy):
     assert t["this_week"] == this == 7 * 10 + 7 * 3 + 5 * 4    # what the lake holds: the total is not padded
     assert t["last_week"] == 7 * 10 + 7 * 1 + 7 * 4
     assert data["data"]["this_week"]["missing"] == {"b": ["2026-02-28", "2026-03-01"]}
+    assert data["data"]["this_week"]["unsettled"] == {"a": ["2026-03-01"]}       # read 6 h after it ended
     assert data["data"]["this_week"]["complete"] is False and data["data"]["like_for_like"] is True
-    # naively the week rose $6 (b's missing weekend hides $8); like for like (b: Mon..Fri of both
-    # weeks) it rose $14: exactly the planted move of i-c
+    # naively the week rose $6 (b's missing weekend hides $8); like for like (a: Mon..Sat, b: Mon..Fri
+    # of both weeks) it rose $12: exactly the planted move of i-c over the compared days
     assert t["this_week"] - t["last_week"] == 6
-    assert (t["change"], t["compared_this_week"], t["compared_last_week"]) == (14, 111, 97)
+    assert (t["change"], t["compared_this_week"], t["compared_last_week"]) == (12, 98, 86)
     [m] = data["movers"]
-    assert (m["service"], m["change"], m["root_cause"]["id"], m["root_cause"]["level"]) == ("Support & <Ops>", 14, "i-c", "resource")
+    assert (m["service"], m["change"], m["root_cause"]["id"], m["root_cause"]["level"]) == ("Support & <Ops>", 12, "i-c", "resource")
     assert t["vs_average"] is None                            # this week is incomplete: no comparison with the average
     # `a` started on a Wednesday: W05 is not a full week, so the average is over W06..W08
     assert (t["four_week_average_weeks"], t["four_week_average"]) == (3, 105)
     text = (out / "digest-2026-W09.html").read_text()
     assert "no data from source b for Sat 28 Feb, Sun 1 Mar" in text
+    assert "Sun 1 Mar from source a may still be arriving" in text
     page = _Page()
     page.feed(text)
-    assert "2 day(s) without data from every source (28 Feb, 01 Mar)" in next(i["alt"] for i in page.images if "daily" in i["src"])  # hatched, not a zero bar
+    assert "2 day(s) incomplete, a source's data missing or still arriving (28 Feb, 01 Mar)" in next(i["alt"] for i in page.images if "daily" in i["src"])  # hatched, not a zero bar
     assert "not counted as a drop" in cli("digest", "-c", gappy, "--week", str(W09)).stdout
 
 
@@ -380,7 +395,7 @@ def _keys(value, prefix="") -> set[str]:
     out: set[str] = set()
     if isinstance(value, dict):
         for k, v in value.items():
-            if prefix.endswith((".missing", ".gaps", ".by_severity", ".filter")):
+            if prefix.endswith((".missing", ".unsettled", ".gaps", ".by_severity", ".filter")):
                 continue  # keyed by data (source names, severities, filter columns)
             out.add(k)
             out |= _keys(v, f"{prefix}.{k}")

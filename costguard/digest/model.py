@@ -86,13 +86,16 @@ class DayCost:
 @dataclass(frozen=True, slots=True)
 class WeekData:
     """Which days of one week have data: ``missing`` (per source: a day after the source's first
-    day, already over, with no data) and ``not_yet`` (days not over when the digest was made)."""
+    day, already over, with no data), ``unsettled`` (per source: a day whose source has not been
+    read since ``digest.settle_hours`` after the day ended, so it may still be arriving) and
+    ``not_yet`` (days not over when the digest was made)."""
 
     week: str
     start: date
     end: date
     complete: bool
     missing: dict[str, list[date]]
+    unsettled: dict[str, list[date]]
     not_yet: list[date]
 
 
@@ -103,7 +106,8 @@ class DataNotes:
     like_for_like: bool              # the change compares fewer days than the full weeks
     compared_days: list[date]        # this week's days that take part in the comparison
     sources: list[str]
-    gaps: dict[str, list[date]]      # missing days per source over the eight charted weeks
+    gaps: dict[str, list[date]]      # missing or unsettled days per source over the eight charted weeks
+    settle_hours: int                # a day read sooner than this after it ended counts as unsettled
     warnings: list[str]
 
 

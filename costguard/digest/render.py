@@ -84,6 +84,9 @@ def data_notice(d: Digest) -> list[str]:
         for source, ds in sorted(w.missing.items()):
             out.append(f"{label}: no data from source {source} for {days_text(ds)} (not arrived yet or not delivered); "
                        "those days are not counted as a drop.")
+        for source, ds in sorted(w.unsettled.items()):
+            out.append(f"{label}: {days_text(ds)} from source {source} may still be arriving (the source was last read "
+                       f"less than {d.data.settle_hours} h after the day ended); counted in the total, not compared.")
         if w.not_yet:
             out.append(f"{label} is still running: {days_text(w.not_yet)} not over yet.")
     if d.data.like_for_like:

@@ -5,10 +5,11 @@ Definitions (docs/digest.md repeats them for readers):
 
 - **this week / last week**: the sum of the metric over the week's charge days, exactly what
   ``costguard costs --from MON --to NEXT_MON`` returns, per currency.
-- **change**: like for like. For each source, only weekdays with data in *both* weeks take part,
-  so a day that has not arrived yet (or a source connected mid-week) is not shown as a drop.
+- **change**: like for like. For each source, only weekdays with settled data in *both* weeks
+  take part, so a day that has not arrived yet, a day still arriving (read less than
+  ``settle_hours`` after it ended), or a source connected mid-week is not shown as a drop.
 - **four-week average**: the mean of the *full* weeks among the four before this one (every source
-  that has data in the digest's eight weeks has all seven days); null when none is full.
+  that has data in the digest's eight weeks has all seven days, settled); null when none is full.
 - **movers**: services whose like-for-like change is largest (at least 1 % of the currency's
   comparable last-week total); each with its **root cause**: the resource, else the account, that
   carries at least half of the change in the same direction, else the service as a whole ("spread").
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 import polars as pl
@@ -56,43 +57,76 @@ def tracked_sources(days_by_source: Mapping[str, Collection[date]], week: IsoWee
     return sorted(s for s, days in days_by_source.items() if any(lo <= d < hi for d in days))
 
 
-def week_data(week: IsoWeek, days_by_source: Mapping[str, Collection[date]], sources: Sequence[str], today: date) -> WeekData:
-    """Missing days per source: over (before ``today``), on or after the source's first day, no data."""
-    not_yet = [d for d in week.days() if d >= today]
+def _day_end(d: date) -> datetime:
+    return datetime.combine(d + timedelta(days=1), time(0), timezone.utc)
+
+
+@dataclass(frozen=True)
+class Presence:
+    """Which days each source has, and when the source was last read (for ``unsettled``).
+
+    A day is *settled* once its source has been read at least ``settle`` after the day ended: that
+    read either re-pulled the day or left it alone because it had not changed (or was outside the
+    trailing ``restate_days``), so its rows are no longer arriving. Without read times (a lake with
+    no state store) every stored day counts as settled."""
+
+    days: Mapping[str, Collection[date]]
+    ingested: Mapping[str, Mapping[date, datetime]]
+    settle: timedelta
+    today: date
+
+    def last_read(self, s: str) -> datetime | None:
+        times = self.ingested.get(s)
+        return max(times.values()) if times else None
+
+    def settled(self, s: str, d: date) -> bool:
+        last = self.last_read(s)
+        return last is None or last >= _day_end(d) + self.settle
+
+    def has(self, s: str, d: date) -> bool:
+        return d in self.days.get(s, ()) and d < self.today and self.settled(s, d)
+
+
+def week_data(week: IsoWeek, p: Presence, sources: Sequence[str]) -> WeekData:
+    """Missing days per source: over (before today), on or after the source's first day, no data;
+    unsettled: present but read too soon after the day ended."""
+    not_yet = [d for d in week.days() if d >= p.today]
     missing: dict[str, list[date]] = {}
+    unsettled: dict[str, list[date]] = {}
     for s in sources:
-        have = set(days_by_source.get(s, ()))
+        have = set(p.days.get(s, ()))
         if not have:
             continue
         first = min(have)
-        gone = [d for d in week.days() if first <= d < today and d not in have]
+        gone = [d for d in week.days() if first <= d < p.today and d not in have]
+        early = [d for d in week.days() if d in have and d < p.today and not p.settled(s, d)]
         if gone:
             missing[s] = gone
-    return WeekData(str(week), week.start, week.end, not missing and not not_yet, missing, not_yet)
+        if early:
+            unsettled[s] = early
+    return WeekData(str(week), week.start, week.end, not missing and not unsettled and not not_yet, missing, unsettled, not_yet)
 
 
-def full_week(week: IsoWeek, days_by_source: Mapping[str, Collection[date]], sources: Sequence[str]) -> bool:
-    """Every tracked source has data on all seven days (what the four-week average may use)."""
-    return bool(sources) and all(d in set(days_by_source.get(s, ())) for s in sources for d in week.days())
+def full_week(week: IsoWeek, p: Presence, sources: Sequence[str]) -> bool:
+    """Every tracked source has settled data on all seven days (what the four-week average may use)."""
+    return bool(sources) and all(p.has(s, d) for s in sources for d in week.days())
 
 
-def comparable_pairs(week: IsoWeek, days_by_source: Mapping[str, Collection[date]], sources: Sequence[str],
-                     today: date) -> tuple[pl.DataFrame, bool, list[date]]:
+def comparable_pairs(week: IsoWeek, p: Presence, sources: Sequence[str]) -> tuple[pl.DataFrame, bool, list[date]]:
     """(source, day) pairs of this week and last week that take part in the change: per source,
-    the weekdays with data in both, this week's only when the day is over (before ``today``: a
-    day still running is partial). Also: whether that is fewer than all days with data, and this
+    the weekdays with settled data, over before today, in both weeks (a day still running or
+    still arriving is partial). Also: whether that is fewer than all days with data, and this
     week's compared days."""
     last = week.shift(-1)
     rows: list[tuple[str, date]] = []
     fewer = False
     compared: set[date] = set()
     for s in sources:
-        have = set(days_by_source.get(s, ()))
-        fewer = fewer or any(d in have and d >= today for d in week.days())
-        now = {d.weekday() for d in week.days() if d in have and d < today}
-        before = {d.weekday() for d in last.days() if d in have}
+        have = set(p.days.get(s, ()))
+        now = {d.weekday() for d in week.days() if p.has(s, d)}
+        before = {d.weekday() for d in last.days() if p.has(s, d)}
         both = now & before
-        fewer = fewer or now != both or before != both
+        fewer = fewer or any(d in have for d in (*week.days(), *last.days()) if d.weekday() not in both)
         for wd in sorted(both):
             rows += [(s, week.start + timedelta(days=wd)), (s, last.start + timedelta(days=wd))]
             compared.add(week.start + timedelta(days=wd))
@@ -100,18 +134,21 @@ def comparable_pairs(week: IsoWeek, days_by_source: Mapping[str, Collection[date
     return frame, fewer, sorted(compared)
 
 
-def data_notes(week: IsoWeek, days_by_source: Mapping[str, Collection[date]], today: date,
-               warnings: Sequence[str] = ()) -> tuple[DataNotes, pl.DataFrame]:
-    sources = tracked_sources(days_by_source, week)
-    pairs, fewer, compared = comparable_pairs(week, days_by_source, sources, today)
+def data_notes(week: IsoWeek, presence: Presence, warnings: Sequence[str] = ()) -> tuple[DataNotes, pl.DataFrame]:
+    sources = tracked_sources(presence.days, week)
+    pairs, fewer, compared = comparable_pairs(week, presence, sources)
     gaps: dict[str, list[date]] = {}
     for k in range(1 - TRACKED_WEEKS, 1):
-        for s, days in week_data(week.shift(k), days_by_source, sources, today).missing.items():
-            gaps.setdefault(s, []).extend(days)
+        w = week_data(week.shift(k), presence, sources)
+        for s in sources:
+            days = sorted({*w.missing.get(s, []), *w.unsettled.get(s, [])})
+            if days:
+                gaps.setdefault(s, []).extend(days)
     notes = DataNotes(
-        this_week=week_data(week, days_by_source, sources, today),
-        last_week=week_data(week.shift(-1), days_by_source, sources, today),
-        like_for_like=fewer, compared_days=compared, sources=sources, gaps=gaps, warnings=list(warnings),
+        this_week=week_data(week, presence, sources),
+        last_week=week_data(week.shift(-1), presence, sources),
+        like_for_like=fewer, compared_days=compared, sources=sources, gaps=gaps,
+        settle_hours=int(presence.settle.total_seconds() // 3600), warnings=list(warnings),
     )
     return notes, pairs
 

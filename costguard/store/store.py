@@ -239,6 +239,15 @@ class Store:
             days = conn.execute(select(windows.c.day).where(windows.c.source == source))
             return set(days.scalars())
 
+    def ingest_times(self) -> dict[str, dict[date, datetime]]:
+        """When each stored day of each source was last read: ``{source: {day: ingested_at}}``."""
+        with self._tx() as conn:
+            rows = conn.execute(select(windows.c.source, windows.c.day, windows.c.ingested_at))
+            out: dict[str, dict[date, datetime]] = {}
+            for source, day, at in rows:
+                out.setdefault(source, {})[day] = at
+            return out
+
     # ---- findings ----------------------------------------------------------------------------
 
     def reconcile(
