@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -226,7 +227,7 @@ def build_daemon(loaded: LoadedConfig, *, stop: threading.Event | None = None, c
 
     from costguard.digest.job import DigestWorker
 
-    digest = DigestWorker(loaded.path, stop=stop, command=command)
+    digest = DigestWorker(loaded.path, stop=stop, command=command, busy=lambda: bool(store.running_runs()))
     scheduler = CycleScheduler(worker, cron=cfg.schedule.cycle, timezone=cfg.schedule.timezone, last_success=last_success,
                                digest=digest, digest_cron=cfg.schedule.digest)
     server = HttpServer(cfg.server.host, cfg.server.port, health, metrics)
@@ -237,13 +238,37 @@ def build_daemon(loaded: LoadedConfig, *, stop: threading.Event | None = None, c
 # ---- the weekly digest -----------------------------------------------------------------------------
 
 
+@dataclass
+class DigestBatch:
+    """Digests made together: the ones made, teams left out for having neither spend nor findings
+    in the week, and audiences whose digest failed (``scheduled_digests`` only)."""
+
+    week: str = ""
+    digests: list[Any] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
 def build_digests(loaded: LoadedConfig, *, week: Any = None, team: str | None = None, all_teams: bool = False,
                   clock: Callable[[], datetime] = utcnow) -> list[Any]:
     """The digest of ``week`` (default: the last complete ISO week in ``schedule.timezone``) for the
     organisation, or for ``team``; ``all_teams`` adds every owner team that has spend or findings."""
+    return _digests(loaded, week=week, team=team, all_teams=all_teams, clock=clock, tolerant=False).digests
+
+
+def scheduled_digests(loaded: LoadedConfig, *, week: Any = None, clock: Callable[[], datetime] = utcnow) -> DigestBatch:
+    """The daemon's weekly job: the organisation and (``digest.teams``) every owner team; one
+    audience failing is recorded and logged, and the others are still made."""
+    return _digests(loaded, week=week, team=None, all_teams=loaded.config.digest.teams, clock=clock, tolerant=True)
+
+
+def _digests(loaded: LoadedConfig, *, week: Any, team: str | None, all_teams: bool, clock: Callable[[], datetime],
+             tolerant: bool) -> DigestBatch:
     from costguard.digest import DigestInputs, build_digest, last_complete_week
     from costguard.digest.build import teams_of
+    from costguard.digest.weeks import local_today
     from costguard.errors import DataError
+    from costguard.logs import get_logger
     from costguard.queries import source_warnings
     from costguard.rules.base import RULES
 
@@ -256,8 +281,6 @@ def build_digests(loaded: LoadedConfig, *, week: Any = None, team: str | None = 
     if team is not None and owners.teams and team not in known:
         raise ConfigError.single("<command line>", None, "--team",
                                  f"unknown team {team!r}; teams in {cfg.owners}: {', '.join(known)}")
-    if team is not None and not owners.teams and not owners.tag_keys:
-        raise ConfigError.single("<command line>", None, "--team", "no owners are configured (owners: in the config)")
     lake = read_lake(loaded)
     if not lake.exists():
         raise DataError(f"no costs in the lake yet ({lake.root}): run `costguard run --once -c {loaded.path}` first")
@@ -265,6 +288,7 @@ def build_digests(loaded: LoadedConfig, *, week: Any = None, team: str | None = 
     now = clock()
     week = week or last_complete_week(now, tz)
     store = read_store(loaded)
+    batch = DigestBatch(week=str(week))
     try:
         inputs = DigestInputs(
             costs=lake.rollup(), days_by_source={s: set(lake.stored_days(s)) for s in lake.sources()},
@@ -274,17 +298,24 @@ def build_digests(loaded: LoadedConfig, *, week: Any = None, team: str | None = 
         )
         warnings = source_warnings(store, lake, start=week.start, end=week.end) if store is not None else []
         audiences: list[str | None] = [team] if team is not None else [None, *(known if all_teams else [])]
-        if len(audiences) > 1:  # one scan of the lake for every audience
-            from costguard.digest.weeks import local_today
-
-            inputs = inputs.cached(week=week, metric=cfg.digest.metric, today=local_today(now, tz))
-        out = []
+        if len(audiences) > 1:  # one read of the lake and the findings for every audience
+            inputs = inputs.cached(week=week, metric=cfg.digest.metric, today=local_today(now, tz), timezone=tz)
         for who in audiences:
-            d = build_digest(inputs, week=week, team=who, metric=cfg.digest.metric, timezone=tz, now=now,
-                             top=cfg.digest.top, warnings=warnings)
+            try:
+                d = build_digest(inputs, week=week, team=who, metric=cfg.digest.metric, timezone=tz, now=now,
+                                 top=cfg.digest.top, warnings=warnings)
+            except Exception as e:  # noqa: BLE001 - in the weekly job one audience must not stop the others
+                if not tolerant:
+                    raise
+                audience = f"team:{who}" if who else "org"
+                get_logger("costguard.digest").exception("digest_failed", audience=audience)
+                batch.failed[audience] = f"{type(e).__name__}: {e}"
+                continue
             if who is None or team is not None or d.totals or (d.findings and (d.findings.open or d.findings.fixed_this_week)):
-                out.append(d)
-        return out
+                batch.digests.append(d)
+            else:
+                batch.skipped.append(who)
+        return batch
     finally:
         if store is not None:
             store.close()

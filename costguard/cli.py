@@ -596,13 +596,24 @@ def digest(
         if chosen.start > local_today(utcnow(), loaded.config.schedule.timezone):
             raise _usage(f"--week {chosen} has not started yet; pick a past or the current week")
     if scheduled:
+        from costguard.app import scheduled_digests
         from costguard.digest.files import publish
         from costguard.logs import get_logger
 
-        digests = build_digests(loaded, week=chosen, all_teams=loaded.config.digest.teams)
-        written = publish(digests, digest_archive(loaded))
-        get_logger("costguard.digest").info("digest_written", week=digests[0].week, audiences=[d.audience for d in digests],
-                                            folder=str(digest_archive(loaded)), files=sum(len(w.all()) for w in written))
+        log = get_logger("costguard.digest")
+        batch = scheduled_digests(loaded, week=chosen)
+        folder, files = digest_archive(loaded), 0
+        for d in batch.digests:
+            try:
+                files += sum(len(w.all()) for w in publish([d], folder))
+            except Exception as e:  # noqa: BLE001 - one audience's files must not stop the others'
+                log.exception("digest_failed", audience=d.audience)
+                batch.failed[d.audience] = f"{type(e).__name__}: {e}"
+        written = [d.audience for d in batch.digests if d.audience not in batch.failed]
+        log.info("digest_written", week=batch.week, audiences=written,
+                 skipped_teams=batch.skipped, failed=sorted(batch.failed), folder=str(folder), files=files)
+        if batch.failed:
+            raise typer.Exit(EXIT_FAILED)
         return
     digests = build_digests(loaded, week=chosen, team=team)
     for w in digests[0].data.warnings:

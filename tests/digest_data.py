@@ -77,6 +77,7 @@ teams:
   finops: {{}}
   payments: {{accounts: ["{PAYMENTS}"]}}
   data: {{accounts: ["{DATA}"]}}
+  ml: {{accounts: ["999000999000"]}}      # no spend, no findings: no digest of its own
 """
 
 RULES = f"""

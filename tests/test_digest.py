@@ -143,9 +143,13 @@ def test_team_digest_is_the_teams_rows_budgets_and_findings(cli, golden):
 
 
 def test_all_teams_from_one_scan_equal_each_made_alone(golden):
+    from costguard.app import scheduled_digests
+
     loaded = load_config(golden.config)
-    together = build_digests(loaded, week=W09, all_teams=True, clock=at(MONDAY_AFTER))   # one cached scan
+    batch = scheduled_digests(loaded, week=W09, clock=at(MONDAY_AFTER))   # one read of the lake and the findings
+    together = batch.digests
     assert [d.audience for d in together] == ["org", "team:data", "team:finops", "team:payments"]
+    assert (batch.skipped, batch.failed) == (["ml"], {})   # said, not silently dropped
     for d in together:
         [alone] = build_digests(loaded, week=W09, team=d.team, clock=at(MONDAY_AFTER))
         assert to_json(d.to_data()) == to_json(alone.to_data()), d.audience
@@ -433,7 +437,7 @@ def test_cli_refuses_what_it_cannot_do(cli, gappy, tmp_path):
 
 def test_team_must_be_known(cli, golden):
     r = cli("digest", "-c", golden.config, "--team", "nobody", expect=2)
-    assert "unknown team 'nobody'" in r.stderr and "data, finops, payments" in r.stderr
+    assert "unknown team 'nobody'" in r.stderr and "data, finops, ml, payments" in r.stderr
 
 
 def test_scheduled_job_writes_the_archive_and_the_daemon_schedules_it(gappy):
@@ -442,7 +446,15 @@ def test_scheduled_job_writes_the_archive_and_the_daemon_schedules_it(gappy):
     from costguard.digest.weeks import last_complete_week
 
     stop = threading.Event()
-    assert DigestWorker(gappy, stop=stop)() == 0
+    answers = iter([True, True, False])                       # a cycle is running, then it has finished
+    asked: list[bool] = []
+
+    def busy() -> bool:
+        asked.append(next(answers))
+        return asked[-1]
+
+    assert DigestWorker(gappy, stop=stop, busy=busy, poll_seconds=0.001)() == 0
+    assert asked == [True, True, False]                        # it waited for the cycle, then ran
     week = last_complete_week(utcnow(), "Europe/Berlin")
     archive = gappy.parent / "archive"
     assert {p.name for p in archive.glob("*.html")} == {f"digest-{week}.html"}

@@ -12,7 +12,7 @@ import polars as pl
 
 from costguard.digest.budgets import budget_statuses
 from costguard.digest.coverage import coverage_series
-from costguard.digest.findings import FindingsSource, anomalies, findings_summary
+from costguard.digest.findings import FindingsSnapshot, FindingsSource, anomalies, findings_summary
 from costguard.digest.model import Digest
 from costguard.digest.spend import AVERAGE_WEEKS, TEAM, TRACKED_WEEKS, Presence, data_notes, full_week, spend_report
 from costguard.digest.weeks import IsoWeek, local_today
@@ -39,16 +39,18 @@ class DigestInputs:
     settle_hours: int = 24                           # a day read sooner after it ended may still be arriving
     recent: pl.LazyFrame | None = None               # ``costs`` narrowed to what the digest reads, with ``_team``, in memory
 
-    def cached(self, *, week: IsoWeek, metric: str, today: date) -> "DigestInputs":
-        """These inputs with the rollup days and columns a digest of ``week`` reads collected once,
-        for making several audiences' digests from one scan (realised savings still read ``costs``)."""
+    def cached(self, *, week: IsoWeek, metric: str, today: date, timezone: str) -> "DigestInputs":
+        """These inputs with the rollup days and columns a digest of ``week`` reads collected once
+        (with each row's team), and the findings read once, for making several audiences' digests
+        from one read (realised savings still read ``costs``)."""
         first = earliest_day(week, self.rules, today)
         cols = {*READ, metric, *(getattr(r.params, "metric", metric) for r in self.rules),
                 *(c for r in self.rules for c in r.filter if not c.startswith("tag:"))}
         have = self.costs.collect_schema().names()
         frame = (self.costs.filter(pl.col(DATE) >= first).select([c for c in have if c in cols])
                  .with_columns(owner_expr(self.owners).alias(TEAM)).collect(engine="streaming"))
-        return replace(self, recent=frame.lazy())
+        store = FindingsSnapshot.read(self.store, *week.instants(timezone)) if self.store is not None else None
+        return replace(self, recent=frame.lazy(), store=store)
 
 
 def teams_of(owners: OwnersConfig) -> list[str]:

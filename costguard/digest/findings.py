@@ -12,6 +12,7 @@ scope) once, at its largest. Always per currency.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -41,6 +42,28 @@ class FindingsSource(Protocol):
     def list_findings(self, *, status: str = "open") -> list[dict]: ...
 
     def finding_events_between(self, start: datetime, end: datetime) -> list[dict]: ...
+
+
+@dataclass(frozen=True)
+class FindingsSnapshot:
+    """A :class:`FindingsSource` read once: every finding, and the events of one window."""
+
+    rows: list[dict]
+    events: list[dict]
+    start: datetime
+    end: datetime
+
+    @classmethod
+    def read(cls, source: FindingsSource, start: datetime, end: datetime) -> "FindingsSnapshot":
+        return cls(source.list_findings(status="all"), source.finding_events_between(start, end), start, end)
+
+    def list_findings(self, *, status: str = "open") -> list[dict]:
+        return [r for r in self.rows if status == "all" or r["status"] == status]
+
+    def finding_events_between(self, start: datetime, end: datetime) -> list[dict]:
+        if start < self.start or end > self.end:
+            raise ValueError(f"this snapshot holds events from {self.start} to {self.end} only")
+        return [e for e in self.events if start <= e["at"] < end]
 
 
 def _line(f: Mapping[str, Any], at: datetime | None) -> FindingLine:

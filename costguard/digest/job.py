@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from costguard.daemon import PARENT_ENV, _die_with_parent
@@ -22,12 +23,27 @@ class DigestWorker:
     """Callable for ``CycleScheduler(digest=...)``: one scheduled digest run (org + teams, last
     complete week, written to ``digest.archive``)."""
 
-    def __init__(self, config_path: Path, *, stop: threading.Event, command: Sequence[str] | None = None) -> None:
+    def __init__(self, config_path: Path, *, stop: threading.Event, command: Sequence[str] | None = None,
+                 busy: Callable[[], bool] = lambda: False, poll_seconds: float = 10.0, max_wait_seconds: float = 3600.0) -> None:
         self.config_path = config_path
         self.stop = stop
         self.command = list(command) if command else [sys.executable, "-m", "costguard"]
+        self.busy = busy
+        self.poll_seconds = poll_seconds
+        self.max_wait_seconds = max_wait_seconds
+
+    def _wait_for_cycle(self) -> None:
+        """Readers of the lake take no lock, and a cycle swaps days in as it lands them: wait until
+        a running cycle has finished (up to ``max_wait_seconds``), so the digest reads a settled lake."""
+        deadline = time.monotonic() + self.max_wait_seconds
+        if self.busy():
+            log.info("digest_waiting_for_cycle")
+            while self.busy() and time.monotonic() < deadline:
+                if self.stop.wait(timeout=self.poll_seconds):
+                    return
 
     def __call__(self) -> int | None:
+        self._wait_for_cycle()
         if self.stop.is_set():
             return None
         cmd = [*self.command, "digest", "-c", str(self.config_path), "--scheduled"]
