@@ -12,6 +12,9 @@ Planted (all USD, ProviderName AWS; the digest week is 2026-W09, Mon 23 Feb – 
   then gone → SageMaker moves -$210, root cause this resource ("gone").
 - ``db-01`` .. ``db-08`` (RDS, account 333333333333 = team data, tagged): $2/day each, then $6/day
   in W09 → RDS moves +$224, spread evenly over eight resources, root cause the account.
+
+Budgets: AWS $10,000/month (covers every cost), account 222222222222 $1,000/month (a rule's
+filter), team payments $900/month (owners.yaml, checked by a ``teams: true`` rule).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ OWNERS = f"""
 default: finops
 teams:
   finops: {{}}
-  payments: {{accounts: ["{PAYMENTS}"]}}
+  payments: {{accounts: ["{PAYMENTS}"], budget: {{amount: 900, period: month}}}}
   data: {{accounts: ["{DATA}"]}}
   ml: {{accounts: ["999000999000"]}}      # no spend, no findings: no digest of its own
 """
@@ -99,6 +102,11 @@ RULES = f"""
   thresholds:
     - {{on: actual, percent: 80, severity: warning}}
     - {{on: forecast, percent: 100, severity: warning}}
+- id: team-budgets
+  kind: budget
+  severity: warning
+  teams: true                         # each team's budget in owners.yaml
+  thresholds: [{{on: forecast, percent: 100, severity: warning}}]
 - id: application-tag
   kind: tag-coverage
   severity: warning

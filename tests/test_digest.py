@@ -125,14 +125,17 @@ def test_team_digest_is_the_teams_rows_budgets_and_findings(cli, golden):
     # payments = account 222222222222: the runaway ($60/day this week, $5 before) and the retired notebook ($30/day until W08)
     assert (t["this_week"], t["last_week"], t["change"]) == (420, 245, 175)
     assert [m["service"] for m in data["movers"]] == [g.EC2, g.SAGEMAKER]
-    # the team's budget only: at risk, crossing $1,000 on 18 March at the rule's own projection
-    [b] = data["budgets"]
-    assert (b["rule"], b["status"], b["team"]) == ("payments-budget", "at_risk", "payments")
-    assert (b["actual"], b["breach_date"], b["days_to_breach"]) == (60, "2026-03-18", 17)
-    assert b["forecast"] == Decimal("1752.857142858")
+    # the team's budgets only, at the rule's own projection: the account budget ($1,000, crossed on
+    # 18 March) and the team's own budget from owners.yaml ($900, crossed on 16 March)
+    account, own = sorted(data["budgets"], key=lambda b: b["rule"])
+    assert (account["rule"], account["name"], account["status"], account["team"]) == ("payments-budget", g.PAYMENTS, "at_risk", "payments")
+    assert (account["actual"], account["breach_date"], account["days_to_breach"]) == (60, "2026-03-18", 17)
+    assert account["forecast"] == Decimal("1752.857142858")
+    assert (own["rule"], own["name"], own["amount"], own["team"]) == ("team-budgets", "team payments", 900, "payments")
+    assert (own["status"], own["breach_date"], own["days_to_breach"], own["covers_digest"]) == ("at_risk", "2026-03-16", 15, True)
     f = data["findings"]
-    # the first cycle ran on Wed 25 Feb (W09): the runaway's tag finding and February's budget finding are new this week
-    assert sorted(x["kind"] for x in f["new_this_week"]) == ["anomaly", "budget", "tag"]
+    # the first cycle ran on Wed 25 Feb (W09): the runaway's tag finding and February's budget findings are new this week
+    assert sorted(x["kind"] for x in f["new_this_week"]) == ["anomaly", "budget", "budget", "tag"]
     assert [x["fingerprint"] for x in f["fixed_this_week"]] == [golden.idle_fp]
     [r] = f["realised_savings"]
     assert (r["before_monthly"], r["after_monthly"], r["realised_monthly_savings"], r["before_days"], r["after_days"]) == (900, 0, 900, 7, 4)
@@ -290,7 +293,8 @@ def test_html_references_every_chart_and_every_chart_is_referenced(written):
     assert sorted(srcs) == pngs == ["digest-2026-W09-change-USD.png", "digest-2026-W09-coverage.png", "digest-2026-W09-daily-USD.png"]
     assert all(i.get("alt") and i.get("width") for i in page.images)
     daily = next(i for i in page.images if "daily" in i["src"])
-    assert "budget aws-budget" in daily["alt"] and "payments-budget" not in daily["alt"]  # only a budget covering every charted cost
+    assert "budget AWS allows" in daily["alt"]                                    # it covers every charted cost
+    assert "222222222222" not in daily["alt"] and "team payments" not in daily["alt"]  # these do not
 
 
 def test_dark_mode_overrides_every_inline_text_colour(written):

@@ -1,11 +1,14 @@
-"""Budgets in the digest: every ``budget`` rule's period to date against its amount, the forecast
-(the rule's own projection, ``rules.budget.project``) and the day the projected spend crosses the
-amount. Evaluated as of the digest week's last day (or today, for a week still running), so
-re-making a past week's digest gives the same numbers."""
+"""Budgets in the digest: every budget the ``budget`` rules check (a rule's own amount, each team's
+budget from owners.yaml), from the rule itself (``Budget.checks``): period to date, the rule's
+forecast, and the day the spend reaches the amount (``rules.budget.days_to_breach``). Evaluated
+as of the digest week's last day (or today, for a week still running), so re-making a past
+week's digest gives the same numbers.
+
+The providers' own (native) budgets are read from the clouds during a cycle and are not stored;
+they reach people as budget findings, not in the digest's table."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import date, timedelta
 from decimal import Decimal
@@ -13,14 +16,14 @@ from decimal import Decimal
 import polars as pl
 
 from costguard.digest.model import BudgetStatus
-from costguard.owners import OwnerResolver, OwnersConfig
-from costguard.rules.base import DATE, RATIO_PLACES, RuleInstance, apply_filter
-from costguard.rules.budget import BudgetParams, period_bounds, project
+from costguard.owners import OwnerResolver, OwnersConfig, owner_expr
+from costguard.rules.base import DATE, RATIO_PLACES, RuleContext, RuleInstance, apply_filter
+from costguard.rules.budget import Budget, BudgetCheck, BudgetParams, days_to_breach, period_bounds
 
 
 def budget_team(rule: RuleInstance, owners: OwnersConfig) -> str | None:
-    """The team a budget belongs to: its filter names only accounts of that team, or only values
-    of an owner tag (``tag:team``) that mean that team. None: an organisation-wide budget."""
+    """The team a rule's own budget belongs to: its filter names only accounts of that team, or
+    only values of an owner tag (``tag:team``) that mean that team. None: an organisation budget."""
     teams: set[str] = set()
     by_value = OwnerResolver(owners)._by_value()
     tag_keys = {f"tag:{k.strip().lower()}" for k in owners.tag_keys}
@@ -41,76 +44,63 @@ def _ratio(a: Decimal | None, b: Decimal) -> Decimal | None:
     return None if a is None or b == 0 else (a / b).quantize(RATIO_PLACES)
 
 
-def breach(daily: dict[date, Decimal], actual: Decimal, rate: Decimal, last: date | None, amount: Decimal,
-           end: date) -> date | None:
-    """The first day the spend reaches ``amount``: from the data while it is already over, else
-    on the projection (the rule's: the trailing day at the larger of its cost and the rate, then
-    ``rate`` a day); None when it stays under until the period ends."""
-    running = Decimal(0)
-    for d in sorted(daily):
-        if d > (last or d):
-            break
-        running += daily[d]
-        if running >= amount and d != last:
-            return d
-    if last is None:
-        return None
-    projected = actual - daily[last] + max(daily[last], rate)
-    if projected >= amount:
-        return last
-    if rate <= 0:
-        return None
-    days = math.ceil((amount - projected) / rate)
-    day = last + timedelta(days=days)
-    return day if day < end else None
+def _scope(costs: pl.LazyFrame, rule: RuleInstance, check: BudgetCheck, owners: OwnersConfig) -> pl.LazyFrame:
+    lf = apply_filter(costs, rule.filter)
+    return lf.filter(owner_expr(owners) == check.target.team) if check.target.team is not None else lf
 
 
-def covers(scope: pl.LazyFrame, rule: RuleInstance, metric: str, start: date, end: date) -> bool:
-    """Whether the budget's filter keeps every cost of ``scope`` in ``[start, end)`` (its line can
-    be drawn over the digest's daily spend)."""
-    window = scope.filter((pl.col(DATE) >= start) & (pl.col(DATE) < end))
-    a, b = pl.collect_all([window.select(pl.len(), pl.col(metric).sum()),
-                           apply_filter(window, rule.filter).select(pl.len(), pl.col(metric).sum())], engine="streaming")
+def covers(scope: pl.LazyFrame, budget_rows: pl.LazyFrame, metric: str, start: date, end: date) -> bool:
+    """Whether the budget's rows are every cost of ``scope`` in ``[start, end)`` (its line can be
+    drawn over the digest's daily spend)."""
+    def window(lf: pl.LazyFrame) -> pl.LazyFrame:
+        return lf.filter((pl.col(DATE) >= start) & (pl.col(DATE) < end)).select(pl.len(), pl.col(metric).sum())
+
+    a, b = pl.collect_all([window(scope), window(budget_rows)], engine="streaming")
     return a.row(0) == b.row(0) and a.item(0, 0) > 0
 
 
 def budget_statuses(costs: pl.LazyFrame, rules: Sequence[RuleInstance], owners: OwnersConfig, *,
                     as_of: date, team: str | None, scope: pl.LazyFrame, metric: str,
                     window: tuple[date, date]) -> list[BudgetStatus]:
-    """One status per budget rule (only the team's budgets for a team digest). ``scope``: the
-    digest's costs, ``window`` its charted days, for ``covers_digest``."""
-    chosen = [(r, budget_team(r, owners)) for r in rules if r.kind == "budget"]
-    if team is not None:
-        chosen = [(r, t) for r, t in chosen if t == team]
+    """One status per budget the rules check (only the team's budgets for a team digest).
+    ``scope``: the digest's costs and ``window`` its charted days, for ``covers_digest``."""
+    ctx = RuleContext(as_of=as_of, costs=costs, owners=owners)
+    impl = Budget()
     out = []
-    for rule, owner in chosen:
+    for rule in (r for r in rules if r.kind == "budget"):
         p: BudgetParams = rule.params
-        start, end = period_bounds(as_of, p.period)
-        lf = apply_filter(costs, rule.filter).filter(pl.col(DATE) <= as_of)
-        daily, first, currencies = pl.collect_all([
-            lf.filter(pl.col(DATE) >= start - timedelta(days=p.rate_days)).group_by(DATE).agg(pl.col(p.metric).sum().alias("cost")),
-            lf.select(pl.col(DATE).min()),
-            lf.filter(pl.col(DATE) >= start).select(pl.col("BillingCurrency").drop_nulls().unique()),
-        ], engine="streaming")
-        common = dict(rule=rule.id, period=p.period, period_start=start, period_end=end, metric=p.metric,
-                      currency=p.currency, amount=p.amount, as_of=as_of, filter=dict(rule.filter), team=owner,
-                      covers_digest=covers(scope, rule, metric, *window))
-        others = sorted(set(currencies["BillingCurrency"]) - {p.currency})
-        if others:
-            out.append(BudgetStatus(**common, actual=None, actual_ratio=None, forecast=None, forecast_ratio=None,
-                                    daily_rate=None, last_data_day=None, status="error", breach_date=None, days_to_breach=None,
-                                    error=f"the budget is in {p.currency} but its costs in this period are also in "
-                                          f"{', '.join(others)}; add filter: {{BillingCurrency: {p.currency}}}"))
+        try:
+            checks = impl.checks(rule, ctx)
+        except Exception as e:  # noqa: BLE001 - one broken budget must not hide the others
+            out.append(_failed(rule, p, as_of, f"{type(e).__name__}: {e}"))
             continue
-        costs_by_day = {d: c if c is not None else Decimal(0) for d, c in daily.iter_rows()}
-        pr = project(costs_by_day, first.item(), start, end, as_of, p.rate_days)
-        in_period = {d: c for d, c in costs_by_day.items() if start <= d <= as_of}
-        day = breach(in_period, pr.actual, pr.rate, pr.last_data_day, p.amount, end)
-        status = "breached" if pr.actual >= p.amount else "at_risk" if pr.forecast >= p.amount else "ok"
-        out.append(BudgetStatus(
-            **common, actual=pr.actual, actual_ratio=_ratio(pr.actual, p.amount), forecast=pr.forecast,
-            forecast_ratio=_ratio(pr.forecast, p.amount), daily_rate=pr.rate, last_data_day=pr.last_data_day,
-            status=status, breach_date=day, days_to_breach=None if day is None else max(0, (day - as_of).days),
-        ))
-    out.sort(key=lambda b: ({"breached": 0, "at_risk": 1, "error": 2, "ok": 3}[b.status], -(b.forecast_ratio or 0), b.rule))
+        for c in checks:
+            t, pr = c.target, c.projection
+            owner = t.team if t.team is not None else budget_team(rule, owners)
+            if team is not None and owner != team:
+                continue
+            start, end = period_bounds(as_of, t.period)
+            days = days_to_breach(pr, t.amount, as_of)
+            status = "breached" if pr.actual >= t.amount else "at_risk" if pr.forecast >= t.amount else "ok"
+            out.append(BudgetStatus(
+                rule=rule.id, name=t.label or rule.id, period=t.period, period_start=start, period_end=end,
+                metric=p.metric, currency=t.currency, amount=t.amount, actual=pr.actual,
+                actual_ratio=_ratio(pr.actual, t.amount), forecast=pr.forecast, forecast_ratio=_ratio(pr.forecast, t.amount),
+                daily_rate=pr.rate, as_of=as_of, last_data_day=pr.last_data_day, status=status,
+                breach_date=None if days is None else as_of + timedelta(days=days), days_to_breach=days,
+                filter=dict(rule.filter), team=owner, converted=dict(c.converted), excluded=dict(c.excluded),
+                covers_digest=covers(scope, _scope(costs, rule, c, owners), metric, *window),
+            ))
+    order = {"breached": 0, "at_risk": 1, "error": 2, "ok": 3}
+    out.sort(key=lambda b: (order[b.status], -(b.forecast_ratio or 0), b.rule, b.name))
     return out
+
+
+def _failed(rule: RuleInstance, p: BudgetParams, as_of: date, error: str) -> BudgetStatus:
+    start, end = period_bounds(as_of, p.period)
+    return BudgetStatus(
+        rule=rule.id, name=rule.id, period=p.period, period_start=start, period_end=end, metric=p.metric,
+        currency=p.currency, amount=p.amount, actual=None, actual_ratio=None, forecast=None, forecast_ratio=None,
+        daily_rate=None, as_of=as_of, last_data_day=None, status="error", breach_date=None, days_to_breach=None,
+        filter=dict(rule.filter), team=None, converted={}, excluded={}, covers_digest=False, error=error,
+    )

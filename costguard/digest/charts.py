@@ -98,11 +98,11 @@ def daily_chart(week: IsoWeek, days: Sequence[DayCost], currency: str, budgets: 
         ax.bar(gaps, [values[i] if span[i] in mine else top for i in gaps], color="none", edgecolor=MISSING,
                hatch="///", linewidth=0, width=0.8, label="incomplete: a source's data missing or still arriving")
     for b in budgets:
-        if b.currency != currency or b.status == "error":
+        if b.currency != currency or b.status == "error" or not b.amount:
             continue
         allowance = float(b.amount) / (b.period_end - b.period_start).days
         ax.plot([xs[0] - 0.5, xs[-1] + 0.5], [allowance, allowance], linestyle="--", color=BUDGET, linewidth=1.4,
-                label=f"budget {b.rule}: {_short_money(allowance, currency)}/day" + (f" ({b.metric})" if b.metric != metric else ""))
+                label=f"budget {b.name}: {_short_money(allowance, currency)}/day" + (f" ({b.metric})" if b.metric != metric else ""))
         top = max(top, allowance)
     ax.set_ylim(0, top * 1.15)
     ticks = [i for i, d in enumerate(span) if d.weekday() == 0]
@@ -115,8 +115,8 @@ def daily_chart(week: IsoWeek, days: Sequence[DayCost], currency: str, budgets: 
     total = sum((mine.get(d, Decimal(0)) for d in week.days()), Decimal(0))
     alt = (f"Bar chart of daily {currency} spend from {span[0]} to {span[-1]}; this week {fmt_money(total, currency)}"
            + (f"; {len(gaps)} day(s) incomplete, a source's data missing or still arriving ({', '.join(f'{span[i]:%d %b}' for i in gaps)})" if gaps else "")
-           + "".join(f"; budget {b.rule} allows {fmt_money(b.amount / (b.period_end - b.period_start).days, currency)} a day"
-                     for b in budgets if b.currency == currency and b.status != "error"))
+           + "".join(f"; budget {b.name} allows {fmt_money(b.amount / (b.period_end - b.period_start).days, currency)} a day"
+                     for b in budgets if b.currency == currency and b.status != "error" and b.amount))
     return Chart(f"daily-{currency}", f"Daily spend ({currency})", alt, _png(fig))
 
 

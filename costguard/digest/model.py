@@ -113,13 +113,16 @@ class DataNotes:
 
 @dataclass(frozen=True, slots=True)
 class BudgetStatus:
+    """One budget a ``budget`` rule checks (its own amount, or a team's budget from owners.yaml)."""
+
     rule: str
+    name: str                        # what the budget is: "AWS", "team payments", or the rule id
     period: str
     period_start: date
     period_end: date
     metric: str
     currency: str
-    amount: Decimal
+    amount: Decimal | None
     actual: Decimal | None
     actual_ratio: Decimal | None
     forecast: Decimal | None
@@ -132,7 +135,9 @@ class BudgetStatus:
     days_to_breach: int | None
     filter: dict[str, Any]
     team: str | None
-    covers_digest: bool              # its filter keeps every cost the digest shows (its line belongs on the daily chart)
+    converted: dict[str, Decimal]    # spend in other currencies counted at the rule's rates
+    excluded: dict[str, Decimal]     # spend in currencies without a rate, left out
+    covers_digest: bool              # it keeps every cost the digest shows (its line belongs on the daily chart)
     error: str | None = None
 
 

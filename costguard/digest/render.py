@@ -113,14 +113,17 @@ def mover_text(m: Mover) -> str:
 def budget_text(b: BudgetStatus) -> str:
     cur = b.currency
     if b.status == "error":
-        return f"{b.rule}: {b.error}"
-    head = f"{b.rule}: {money(b.actual, cur, 0)} of {money(b.amount, cur, 0)} ({pct(b.actual_ratio, sign=False, places=0)}) " \
+        return f"{b.name}: {b.error}"
+    head = f"{b.name}: {money(b.actual, cur, 0)} of {money(b.amount, cur, 0)} ({pct(b.actual_ratio, sign=False, places=0)}) " \
            f"{b.period} to date, forecast {money(b.forecast, cur, 0)} ({pct(b.forecast_ratio, sign=False, places=0)})"
+    left_out = "".join(f"; leaves out {money(v, c)} spent in {c}" for c, v in sorted(b.excluded.items()))
     if b.status == "breached":
-        return f"{head}; over budget since {day(b.breach_date)}"
+        return f"{head}; already over budget{left_out}"
     if b.status == "at_risk" and b.breach_date is not None:
-        return f"{head}; on this pace it is exceeded on {day(b.breach_date)} (in {b.days_to_breach} day(s))"
-    return f"{head}; on track"
+        return f"{head}; on this pace it is exceeded on {day(b.breach_date)} (in {b.days_to_breach} day(s)){left_out}"
+    if b.status == "at_risk":
+        return f"{head}; the forecast is over the budget{left_out}"
+    return f"{head}; on track{left_out}"
 
 
 # ---- tables ------------------------------------------------------------------------------------
