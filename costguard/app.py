@@ -75,6 +75,16 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
     if "://" in cfg.state.lake:
         issues.append(ConfigIssue(str(loaded.path), loaded.line("state", "lake"), "state.lake",
                                   "object-storage lakes are not supported by this version; use a local or mounted path"))
+    for i, name in enumerate(cfg.digest.receivers):
+        from costguard.digest.deliver import DIGEST_TYPES
+
+        r = cfg.notify.receivers.get(name)
+        if r is None:
+            issues.append(ConfigIssue(str(loaded.path), loaded.line("digest", "receivers", i), f"digest.receivers[{i}]",
+                                      f"unknown receiver {name!r}; define it under notify.receivers"))
+        elif r.type not in DIGEST_TYPES:
+            issues.append(ConfigIssue(str(loaded.path), loaded.line("digest", "receivers", i), f"digest.receivers[{i}]",
+                                      f"receiver {name!r} is a {r.type} receiver; a digest goes to {', '.join(DIGEST_TYPES)} receivers"))
     if "://" in cfg.digest.archive:
         issues.append(ConfigIssue(str(loaded.path), loaded.line("digest", "archive"), "digest.archive",
                                   "object-storage archives are not supported by this version; use a folder (a mounted volume works)"))
@@ -462,3 +472,43 @@ def _digests(loaded: LoadedConfig, *, week: Any, team: str | None, all_teams: bo
 
 def digest_archive(loaded: LoadedConfig) -> Path:
     return Path(loaded.resolve(loaded.config.digest.archive))
+
+
+def digest_audience_receivers(loaded: LoadedConfig, team: str | None) -> list[str]:
+    """The receivers one audience's digest goes to (see ``costguard.digest.deliver``)."""
+    from costguard.digest.deliver import receivers_for
+
+    cfg = loaded.config
+    owners = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
+    return receivers_for(team, org=cfg.digest.receivers, teams={n: t.receivers for n, t in owners.teams.items()},
+                         types={n: r.type for n, r in cfg.notify.receivers.items()}, team_digests=cfg.digest.teams)
+
+
+def send_digests(loaded: LoadedConfig, bundles: Sequence[Any], *, clock: Callable[[], datetime] = utcnow) -> list[Any]:
+    """Send each digest bundle to its audience's receivers, once per receiver and week, through the
+    delivery stage's transports, retry policy and store (``costguard.digest.deliver``)."""
+    import time
+
+    from costguard.digest import deliver
+    from costguard.notify.retry import Retrier, RetryPolicy
+    from costguard.store.delivery import DeliveryStore
+
+    cfg = loaded.config
+    plan = [(b, digest_audience_receivers(loaded, b.digest.team)) for b in bundles]
+    wanted = sorted({r for _, rs in plan for r in rs})
+    if not wanted:
+        return []
+    owners = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
+    store = Store.open(loaded.state_url())
+    http = http_client()
+    try:
+        notifiers = build_notifiers(loaded, owners, out=None, clock=clock, http=http)
+        transports = {name: notifiers[name] for name in wanted}
+        r = cfg.notify.retry
+        retry = Retrier(RetryPolicy(attempts=r.attempts, initial_backoff=r.initial_backoff.total_seconds(),
+                                    max_backoff=r.max_backoff.total_seconds(), max_elapsed=r.max_elapsed.total_seconds()),
+                        deadline=time.monotonic() + cfg.notify.deadline.total_seconds())
+        return deliver.send_digests(plan, transports, DeliveryStore(store), retry=retry, clock=clock)
+    finally:
+        store.close()
+        http.close()

@@ -124,6 +124,7 @@ class DigestConfig(_Model):
     top: int = Field(5, ge=1, le=20, description="movers listed")
     settle_hours: int = Field(24, ge=0, le=240, description="a day read sooner than this after it ended may still be arriving: said, and not compared (0: trust every stored day)")
     link: str | None = Field(None, description="URL the archive folder is served at; chat summaries link to the full digest")
+    receivers: list[str] = Field(default_factory=list, description="receivers (notify.receivers: email, slack or teams) that get the organisation's digest; teams' digests go to the receivers each team names in owners.yaml")
 
 
 class Config(_Model):

@@ -431,7 +431,7 @@ def test_cli_refuses_what_it_cannot_do(cli, gappy, tmp_path):
     assert "2025 has ISO weeks 01 to 52" in cli("digest", "-c", gappy, "--week", "2025-W53", expect=2).stderr
     assert "has not started yet" in cli("digest", "-c", gappy, "--week", "2099-W01", expect=2).stderr
     r = cli("digest", "-c", gappy, "--send", "--out", tmp_path / "x", expect=2)
-    assert "delivery stage" in r.stderr and not (tmp_path / "x").exists()
+    assert "has no receivers" in r.stderr and not (tmp_path / "x").exists()
     cfg = write_config(tmp_path / "empty", """
         state: {url: "sqlite:///state.db", lake: lake}
         rules: []

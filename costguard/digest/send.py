@@ -1,16 +1,11 @@
 """The seam between the digest and the delivery stage.
 
 A digest is rendered once per audience and week into a :class:`DigestBundle` (every payload a
-transport may want); a transport that can carry digests implements :class:`DigestTransport` and
-picks its payload: an email receiver builds the MIME message with :meth:`DigestBundle.email`
-(its own sender and recipients), a Slack receiver posts ``bundle.slack`` and uploads its files,
-a Teams receiver posts ``bundle.teams``.
-
-Once per audience per week: the delivery stage checks and records each send in the state store's
-ledger under ``(group_key, receiver, event, episode) = (bundle.group_key, <receiver name>,
-EVENT, bundle.episode)``, i.e. ``("digest:org", "finops-mail", "digest", "2026-W05")``; the
-ledger's unique key makes a re-run of the same week (a restarted daemon, a manual
-``costguard digest --send``) a no-op for receivers that already have it.
+transport may want); a transport that can carry digests implements :class:`DigestTransport`
+(``send_digest``) and picks its payload: the email receiver builds the MIME message with
+:meth:`DigestBundle.email` (its own sender, and the team's contact or its ``to``), the Slack
+receiver posts ``bundle.slack`` and uploads its chart, the Teams receiver posts ``bundle.teams``.
+``deliver.send_digests`` sends each bundle once per receiver and week.
 """
 
 from __future__ import annotations
@@ -27,9 +22,6 @@ from costguard.digest.files import to_json
 from costguard.digest.model import Digest
 from costguard.digest.render import render_text
 
-EVENT = "digest"
-
-
 @dataclass(frozen=True)
 class DigestBundle:
     digest: Digest
@@ -38,14 +30,6 @@ class DigestBundle:
     slack: SlackMessage
     teams: dict[str, Any]
     data_json: str
-
-    @property
-    def group_key(self) -> str:
-        return f"digest:{self.digest.audience}"
-
-    @property
-    def episode(self) -> str:
-        return self.digest.week
 
     def email(self, *, sender: str, to: Sequence[str]) -> EmailMessage:
         return email_message(self.digest, self.charts, sender=sender, to=to)
@@ -58,15 +42,10 @@ def bundle(d: Digest, charts: Sequence[Chart], *, link: str | None = None) -> Di
 
 @runtime_checkable
 class DigestTransport(Protocol):
-    """A receiver that can deliver a digest (implemented by the delivery stage's transports)."""
+    """A receiver that can deliver a digest (the email, Slack and Teams transports)."""
 
     name: str
 
     def send_digest(self, bundle: DigestBundle) -> Mapping[str, Any] | None:
-        """Deliver; return what to keep in the ledger's ``receiver_data`` (message ids…). Raise on failure."""
-
-
-SEND_UNAVAILABLE = (
-    "sending needs the delivery stage (notify.receivers for email, Slack and Teams), which is not in this "
-    "version; write the digest with --out DIR (HTML with its charts, and the JSON data) and share that"
-)
+        """Deliver; return what to keep about it (message id, Slack ts…). Raise
+        ``RetryableDeliveryError`` / ``PermanentDeliveryError`` on failure."""
