@@ -2,7 +2,9 @@
 
 ``build.build_digest`` computes the data (``model.Digest``); ``charts``, ``render``, ``email``,
 ``chat`` turn it into PNG charts, HTML + text, an email with inline images, a Slack message and a
-Teams card; ``archive`` writes the files; ``send`` is the seam the delivery stage plugs into.
+Teams card; ``files`` writes them (``--out``, the archive); ``send`` bundles the payloads for the
+delivery stage's transports and ``deliver`` sends each audience's digest once per receiver and
+week; ``job`` is the daemon's weekly run.
 """
 
 from costguard.digest.build import DigestInputs, build_digest
