@@ -163,7 +163,6 @@ def test_each_audience_gets_its_digest_once_per_week(cli, env):
 def test_send_without_receivers_is_refused_before_anything_is_done(cli, env):
     cfg, smtp, _httpserver, _teams = env
     cfg.write_text(cfg.read_text().replace("receivers: [mail], ", ""))
-    cli("run", "--once", "-c", cfg, "--as-of", "2026-03-01")
     r = cli("digest", "-c", cfg, "--week", WEEK, "--send", expect=2)
     assert "the organisation digest has no receivers: list receivers under digest.receivers" in r.stderr
     assert not (cfg.parent / "archive").exists() and smtp.mails == []
