@@ -30,7 +30,7 @@ from costguard.errors import CycleCancelled
 from costguard.ingest import SourceResult, Staged, ingest_source, land
 from costguard.lake import Lake
 from costguard.logs import get_logger
-from costguard.model import SEVERITY_RANK, ConnectionStatus, Finding, new_run_id
+from costguard.model import SEVERITY_RANK, ConnectionStatus, Finding, NativeBudget, new_run_id
 from costguard.notify import Notifier
 from costguard.owners import OwnerResolver
 from costguard.procs import HEARTBEAT_SECONDS, this_process
@@ -131,7 +131,8 @@ class Cycle:
             horizon = Horizon(as_of, earliest=self.ingest.earliest_date)
             staged = self._ingest_all(run_id, horizon, outcome.sources, persist=persist)
             self._check_cancel()
-            findings, outcome.rule_errors, evaluated = self._evaluate(as_of, staged if not persist else [])
+            budgets = [b for r in outcome.sources.values() for b in r.budgets]
+            findings, outcome.rule_errors, evaluated = self._evaluate(as_of, staged if not persist else [], budgets)
             self._check_cancel()
             unusable = {s for s, r in outcome.sources.items() if not r.usable}
             result = self.store.reconcile(
@@ -209,11 +210,11 @@ class Cycle:
             out[p.name] = st.result
         return kept
 
-    def _evaluate(self, as_of: date, staged: Sequence[Staged]) -> tuple[list[Finding], dict[str, str], set[str]]:
+    def _evaluate(self, as_of: date, staged: Sequence[Staged], budgets: Sequence[NativeBudget] = ()) -> tuple[list[Finding], dict[str, str], set[str]]:
         overlay = staged_days(s.batch for s in staged if s.batch is not None)
         fresh = {s.result.source: s.result.inventory for s in staged if s.result.inventory is not None}
         costs = self.lake.rollup(overlay=overlay)
-        ctx = RuleContext(as_of=as_of, costs=costs, inventory=self.lake.inventory(overlay=fresh))
+        ctx = RuleContext(as_of=as_of, costs=costs, inventory=self.lake.inventory(overlay=fresh), budgets=tuple(budgets))
         result = evaluate(self.rules, ctx)
         for rid, err in result.errors.items():
             log.error("rule_failed", rule=rid, error=err)

@@ -21,7 +21,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from costguard.lake import ROLLUP_KEYS
-from costguard.model import Finding
+from costguard.model import Finding, NativeBudget
 from costguard.registry import Registry
 
 #: String dimensions of the daily cost rollup: what ``filter:`` and ``group_by:`` may name.
@@ -45,6 +45,7 @@ class RuleContext:
     as_of: date
     costs: pl.LazyFrame
     inventory: pl.LazyFrame | None = None
+    budgets: tuple[NativeBudget, ...] = ()  # budgets defined in the clouds (Provider.budgets())
 
 
 class Params(BaseModel):
