@@ -29,6 +29,8 @@ from costguard.providers.base import Horizon, Part
 
 GB = 1024 ** 3
 DONE = ("SUCCEEDED", "FAILED", "CANCELLED")
+#: Marks the stored rows as Athena aggregates (one row per rollup group and day).
+ROLLUP_DESCRIPTION = "costguard daily rollup computed by Athena over the export"
 
 
 class PullFailed(Exception):
@@ -36,10 +38,11 @@ class PullFailed(Exception):
 
 
 class AthenaSource:
-    def __init__(self, cfg: AthenaCosts, athena: Callable[[], Any], exports: ExportReader, *,
+    def __init__(self, cfg: AthenaCosts, athena: Callable[[], Any], glue: Callable[[], Any], exports: ExportReader, *,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self._athena = athena
+        self._glue = glue
         self.exports = exports
         self._sleep = sleep
         self._clock = clock
@@ -51,11 +54,11 @@ class AthenaSource:
         return self.exports.available_days(horizon)
 
     def columns(self) -> dict[str, str]:
-        """The table's columns and types (one GetTableMetadata)."""
+        """The table's columns and types from the Glue Data Catalog (one glue:GetTable)."""
         if self._columns is None:
             db, _, table = self.cfg.table.partition(".")
-            meta = self._athena().get_table_metadata(CatalogName=self.cfg.catalog, DatabaseName=db, TableName=table)["TableMetadata"]
-            cols = list(meta.get("Columns") or []) + list(meta.get("PartitionKeys") or [])
+            t = self._glue().get_table(DatabaseName=db, Name=table)["Table"]
+            cols = list((t.get("StorageDescriptor") or {}).get("Columns") or []) + list(t.get("PartitionKeys") or [])
             self._columns = {c["Name"]: str(c.get("Type", "")).lower() for c in cols}
         return self._columns
 
@@ -157,5 +160,9 @@ def to_focus_rows(frame: pl.DataFrame) -> pl.DataFrame:
         (day + pl.lit("T00:00:00Z")).alias("ChargePeriodStart"),
         (day.str.to_date("%Y-%m-%d", strict=False) + pl.duration(days=1)).cast(pl.String).alias("__end"),
     ).with_columns((pl.col("__end") + pl.lit("T00:00:00Z")).alias("ChargePeriodEnd"))
-    return out.drop(rollup_sql.DAY, "__end", rollup_sql.SOURCE_ROWS).with_row_index(focus.LINE, offset=1)
+    out = out.drop(rollup_sql.DAY, "__end", rollup_sql.SOURCE_ROWS)
+    out = out.with_columns(pl.lit(ROLLUP_DESCRIPTION).alias("ChargeDescription"),
+                           *(pl.lit(None, pl.String).alias(c) for c in focus.mandatory("1.0")
+                             if c not in out.columns and c != "ChargeDescription"))
+    return out.with_row_index(focus.LINE, offset=1)
 

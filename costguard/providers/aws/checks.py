@@ -136,15 +136,15 @@ def _cost_checks(p: "AwsProvider") -> Iterator[Check]:
 
         def table() -> str:
             db, _, t = c.table.partition(".")
-            meta = athena().get_table_metadata(CatalogName=c.catalog, DatabaseName=db, TableName=t)["TableMetadata"]
-            cols = {x["Name"].lower() for x in (meta.get("Columns") or []) + (meta.get("PartitionKeys") or [])}
+            got = p.base().client("glue").get_table(DatabaseName=db, Name=t)["Table"]
+            cols = {x["Name"].lower() for x in ((got.get("StorageDescriptor") or {}).get("Columns") or []) + (got.get("PartitionKeys") or [])}
             missing = [x for x in ("chargeperiodstart", "billedcost", "billingcurrency") if x not in cols]
             if missing:
                 raise DataError(f"{c.table} lacks {', '.join(missing)}: it is not a FOCUS table (costs.table)")
             part = "" if c.partition_column.lower() in cols else f"; no partition column {c.partition_column} (every query scans the whole table)"
             return f"{c.table}: {len(cols)} columns{part}"
 
-        yield _try(f"{n}: Athena table", "athena:GetTableMetadata", table, role=role)
+        yield _try(f"{n}: Athena table (Glue catalog)", "glue:GetTable", table, role=role)
     if isinstance(c, CostExplorerCosts):
         def ce() -> str:
             end = p.clock().date()

@@ -34,7 +34,8 @@ class AccountsConfig(_Section):
         default_factory=list, description="explicit 12-digit account ids (instead of discover)")
     assume_role: str | None = Field(
         None, description="role name (or full ARN with {account}) assumed in each member account")
-    external_id: str | None = Field(None, description="sts:ExternalId the member roles require, if any")
+    external_id: str | None = Field(None, min_length=2, max_length=1224, pattern=r"^[\w+=,.@:/-]+$",
+                                    description="sts:ExternalId the member roles require, if any (2-1224 of letters, digits, _+=,.@:/-)")
     include: list[str] = Field(default_factory=list, description="only these account ids or names")
     exclude: list[str] = Field(default_factory=list, description="never these account ids or names")
     session_duration: int = Field(3600, ge=900, le=43200, description="seconds; credentials are refreshed before they expire")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import polars as pl
@@ -59,7 +58,8 @@ ROW_SCHEMA = {c: pl.String for c in (
     "ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd", "BillingAccountId",
     "BillingCurrency", "SubAccountId", "SubAccountName", "ServiceName", "ServiceCategory", "ChargeCategory",
     "ChargeFrequency", "ChargeDescription", "ProviderName", "PublisherName", "InvoiceIssuerName", "Tags",
-    "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "ChargeClass",
+    "BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "ChargeClass", "BillingAccountName",
+    "PricingQuantity", "PricingUnit",
 )}
 
 
@@ -192,6 +192,9 @@ class CostExplorerSource:
             "ListCost": billed,
             "ContractedCost": billed,
             "ChargeClass": None,
+            "BillingAccountName": None,
+            "PricingQuantity": None,  # usage of different units cannot be added up per service
+            "PricingUnit": None,
         }
 
     def _part(self, rows: list[dict[str, str | None]], origin: str) -> Part:
@@ -205,9 +208,3 @@ def _json(d: dict[str, str]) -> str:
 
     return json.dumps(d, ensure_ascii=False)
 
-
-def parse_amount(text: str | None) -> Decimal | None:
-    try:
-        return Decimal(text) if text is not None else None
-    except InvalidOperation:
-        return None

@@ -33,7 +33,7 @@ ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "athena:GetQueryExecution": (("athena:GetQueryExecution",), ("costguard",), "Athena query state and bytes scanned"),
     "athena:GetQueryResults": (("athena:GetQueryResults",), ("costguard",), "Athena rollup rows"),
     "athena:StopQueryExecution": (("athena:StopQueryExecution",), ("costguard",), "cancel a query past its timeout"),
-    "athena:GetTableMetadata": (("athena:GetTableMetadata", "glue:GetTable", "glue:GetDatabase"), ("costguard",), "doctor: the export table exists"),
+    "glue:GetTable": (("glue:GetTable",), ("costguard",), "the export table's columns (Athena source)"),
     "athena:GetWorkGroup": (("athena:GetWorkGroup",), ("costguard",), "doctor: the workgroup and its output location"),
     # costs: Cost Explorer
     "ce:GetCostAndUsage": (("ce:GetCostAndUsage",), ("costguard",), "daily costs by account and service ($0.01 a request)"),

@@ -155,7 +155,7 @@ class AwsProvider:
                                                   payer=self.caller, accounts=lambda: [a.id for a in self.accounts()],
                                                   backfill_days=self.backfill_days)
             elif isinstance(c, AthenaCosts):
-                self._source = AthenaSource(c, lambda: self.base().client("athena"),
+                self._source = AthenaSource(c, lambda: self.base().client("athena"), lambda: self.base().client("glue"),
                                             ExportReader(c.uri, "focus", s3, backfill_days=self.backfill_days), sleep=self._sleep)
             else:
                 self._source = False
