@@ -230,13 +230,16 @@ class World:
         self.moto = moto
         self.proxy = proxy
         self.endpoint = proxy.endpoint
+        self._creds: dict[str, dict[str, Any]] = {}
 
     def client(self, service: str, region: str = "us-east-1", account: str | None = None) -> Any:
         """A client straight to moto (not recorded), as the management account or a member."""
         if account is None or account == MANAGEMENT:
             return boto3.client(service, region_name=region, endpoint_url=self.moto)
-        c = boto3.client("sts", region_name="us-east-1", endpoint_url=self.moto).assume_role(
-            RoleArn=f"arn:aws:iam::{account}:role/setup", RoleSessionName="test-setup")["Credentials"]
+        c = self._creds.get(account)
+        if c is None:
+            c = self._creds[account] = boto3.client("sts", region_name="us-east-1", endpoint_url=self.moto).assume_role(
+                RoleArn=f"arn:aws:iam::{account}:role/setup", RoleSessionName="test-setup")["Credentials"]
         return boto3.client(service, region_name=region, endpoint_url=self.moto, aws_access_key_id=c["AccessKeyId"],
                             aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"])
 

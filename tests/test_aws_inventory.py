@@ -33,13 +33,13 @@ def provider(world, tmp_path: Path, **over):
     return cfg.build(ctx)
 
 
-def seed(world, members: list[str]) -> dict[str, dict[str, str]]:
-    """Resources in each member and both regions; returns ids by account."""
+def seed(world, members: list[str], regions=REGIONS) -> dict[str, dict[str, str]]:
+    """Resources in each member and region; returns ids by account."""
     out: dict[str, dict[str, str]] = {}
     now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     for n, acct in enumerate(members):
         ids: dict[str, str] = {}
-        for region in REGIONS:
+        for region in regions:
             ec2 = world.client("ec2", region, acct)
             tagged = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="m5.large",
                                        TagSpecifications=[{"ResourceType": "instance", "Tags": [
@@ -96,7 +96,7 @@ def test_organization_inventory_in_two_regions(world, tmp_path):
 
 def test_cpu_p95_and_max_from_the_datapoints_put(world, tmp_path):
     members = world.organization(1)
-    ids = seed(world, members)
+    ids = seed(world, members, regions=["us-east-1"])
     inv = provider(world, tmp_path, regions=["us-east-1"], accounts={"ids": members, "assume_role": "CostguardReadOnly"}).inventory()
     row = inv.filter(pl.col("resource_id") == ids[members[0]]["us-east-1/tagged"]).row(0, named=True)
     values = [float(h % 10) for h in range(1, 49)]
@@ -107,7 +107,7 @@ def test_cpu_p95_and_max_from_the_datapoints_put(world, tmp_path):
 
 
 def test_requests_counted_as_sent_and_every_one_in_the_iam_table(world, tmp_path):
-    members = world.organization(2)
+    members = world.organization(1)
     seed(world, members)
     world.proxy.clear()
     p = provider(world, tmp_path)
@@ -117,17 +117,17 @@ def test_requests_counted_as_sent_and_every_one_in_the_iam_table(world, tmp_path
     assert requests == world.proxy.apis()  # the provider's count is what went over the wire
     assert paid == {"cloudwatch:GetMetricData": requests["cloudwatch:GetMetricData"]}
     assert unknown(requests) == []
-    # one shared pass: each describe call once per account and region (3 accounts × 2 regions)
-    assert requests["ec2:DescribeInstances"] == 6 and requests["sts:AssumeRole"] == 2
-    assert requests["cloudwatch:GetMetricData"] <= 6  # batched: one per account and region at most here
+    # one shared pass: each describe call once per account and region (2 accounts × 2 regions)
+    assert requests["ec2:DescribeInstances"] == 4 and requests["sts:AssumeRole"] == 1
+    assert requests["cloudwatch:GetMetricData"] == 2  # batched: one per account and region with running instances
 
 
 def test_access_denied_for_one_member_leaves_the_others(world, tmp_path):
     members = world.organization(3)
-    ids = seed(world, members)
+    ids = seed(world, members, regions=["us-east-1"])
     blocked = members[1]
     world.proxy.rules.append(lambda r: denied("query") if r.api == "sts:AssumeRole" and blocked in r.form().get("RoleArn", "") else None)
-    p = provider(world, tmp_path)
+    p = provider(world, tmp_path, regions=["us-east-1"])
     inv = p.inventory()
     st = p.status()
     assert st.state == ConnectionStatus.PARTIAL
@@ -141,7 +141,7 @@ def test_one_api_denied_in_one_account_is_reported_for_that_account_and_api(worl
     members = world.organization(2)
     seed(world, members)
     target = members[0]
-    p = provider(world, tmp_path)
+    p = provider(world, tmp_path, inventory={"resources": ["instances", "addresses"]})
     world.proxy.rules.append(lambda r: denied("ec2", "UnauthorizedOperation")
                              if r.api == "ec2:DescribeAddresses" and r.account == target else None)
     inv = p.inventory()
@@ -156,7 +156,7 @@ def test_one_api_denied_in_one_account_is_reported_for_that_account_and_api(worl
 
 def test_throttling_burst_ends_partial_not_a_crash(world, tmp_path):
     members = world.organization(1)
-    seed(world, members)
+    seed(world, members, regions=["us-east-1"])
     p = provider(world, tmp_path, regions=["us-east-1"])
     world.proxy.rules.append(lambda r: throttled("json") if r.api == "logs:DescribeLogGroups" else None)
     world.proxy.rules.append(lambda r: (503, {}, b"") if r.api == "ec2:DescribeSnapshots" else None)
@@ -172,7 +172,7 @@ def test_throttling_burst_ends_partial_not_a_crash(world, tmp_path):
 
 def test_assumed_credentials_are_refreshed_before_they_expire(world, tmp_path):
     members = world.organization(1)
-    seed(world, members)
+    seed(world, members, regions=["us-east-1"])
     # 900 s credentials are inside botocore's 15-minute refresh window from the start, so every
     # use renews them: the first AssumeRole plus at least one refresh
     p = provider(world, tmp_path, regions=["us-east-1"], accounts={"ids": members, "assume_role": "R", "session_duration": 900})
@@ -185,7 +185,7 @@ def test_assumed_credentials_are_refreshed_before_they_expire(world, tmp_path):
 
 def test_compute_optimizer_recommendations_via_stubber(world, tmp_path):
     members = world.organization(1)
-    ids = seed(world, members)
+    ids = seed(world, members, regions=["us-east-1"])
     acct, iid = members[0], ids[members[0]]["us-east-1/tagged"]
     p = provider(world, tmp_path, regions=["us-east-1"], accounts={"ids": members, "assume_role": "R"},
                  inventory={"compute_optimizer": True, "resources": ["instances"]})
@@ -208,3 +208,79 @@ def test_compute_optimizer_recommendations_via_stubber(world, tmp_path):
     assert rec == {"source": "compute-optimizer", "finding": "OVER_PROVISIONED", "reasons": ["CPUOverprovisioned"],
                    "current": "m5.large", "sku": "m5.large", "monthly_savings": "0.0", "currency": "USD", "lookback_days": 14.0}
     assert inv.filter(pl.col("resource_id") != iid)["recommendation"].null_count() == inv.height - 1
+
+
+def test_load_balancers_nat_gateways_databases_and_log_retention(world, tmp_path):
+    [acct] = world.organization(1)
+    ec2 = world.client("ec2", "us-east-1", acct)
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"us-east-1{z}")["Subnet"]["SubnetId"]
+               for i, z in enumerate("ab")]
+    nat = ec2.create_nat_gateway(SubnetId=subnets[0], AllocationId=ec2.allocate_address(Domain="vpc")["AllocationId"])["NatGateway"]["NatGatewayId"]
+    web = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.small", SubnetId=subnets[0])["Instances"][0]["InstanceId"]
+    elb = world.client("elbv2", "us-east-1", acct)
+    busy = elb.create_load_balancer(Name="busy", Subnets=subnets, Type="application")["LoadBalancers"][0]["LoadBalancerArn"]
+    empty = elb.create_load_balancer(Name="empty", Subnets=subnets, Type="application")["LoadBalancers"][0]["LoadBalancerArn"]
+    tg = elb.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="instance")["TargetGroups"][0]["TargetGroupArn"]
+    elb.create_listener(LoadBalancerArn=busy, Protocol="HTTP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+    elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": web}])
+    elb.add_tags(ResourceArns=[empty], Tags=[{"Key": "team", "Value": "edge"}])
+    rds = world.client("rds", "us-east-1", acct)
+    rds.create_db_instance(DBInstanceIdentifier="orders", DBInstanceClass="db.m5.large", Engine="postgres", AllocatedStorage=100,
+                           MasterUsername="admin", MasterUserPassword="not-a-real-one-1")
+    logs = world.client("logs", "us-east-1", acct)
+    logs.create_log_group(logGroupName="/kept")
+    logs.put_retention_policy(logGroupName="/kept", retentionInDays=30)
+    logs.create_log_group(logGroupName="/forever", tags={"team": "ops"})
+    world.client("s3", "us-east-1", acct).create_bucket(Bucket="tagged-bucket")
+    world.client("s3", "us-east-1", acct).put_bucket_tagging(Bucket="tagged-bucket", Tagging={"TagSet": [{"Key": "team", "Value": "data"}]})
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    world.client("cloudwatch", "us-east-1", acct).put_metric_data(Namespace="AWS/NATGateway", MetricData=[
+        {"MetricName": name, "Dimensions": [{"Name": "NatGatewayId", "Value": nat}], "Timestamp": now - timedelta(days=d, hours=1),
+         "Value": 1000.0, "Unit": "Bytes"} for name in ("BytesOutToDestination", "BytesOutToSource") for d in range(3)])
+    p = provider(world, tmp_path, regions=["us-east-1"], accounts={"ids": [acct], "assume_role": "R"})
+    inv = p.inventory()
+    assert p.status().problems == []
+    by = {r["resource_id"]: r for r in inv.iter_rows(named=True)}
+    assert by[busy]["healthy_targets"] == 1 and by[busy]["resource_class"] == "load_balancer" and by[busy]["sku"] == "application"
+    assert by[empty]["healthy_targets"] == 0 and json.loads(by[empty]["tags"]) == {"team": "edge"}  # tags from the tagging API
+    nat_row = by[f"arn:aws:ec2:us-east-1:{acct}:natgateway/{nat}"]
+    assert nat_row["resource_class"] == "nat_gateway" and nat_row["bytes_30d"] == 6000.0
+    db = by[f"arn:aws:rds:us-east-1:{acct}:db:orders"]
+    assert (db["resource_class"], db["sku"], db["size_gb"], db["platform"]) == ("database", "db.m5.large", 100.0, "postgres")
+    kept = by[f"arn:aws:logs:us-east-1:{acct}:log-group:/kept"]
+    forever = by[f"arn:aws:logs:us-east-1:{acct}:log-group:/forever"]
+    assert kept["retention_days"] == 30 and forever["retention_days"] is None and json.loads(forever["tags"]) == {"team": "ops"}
+    bucket = by["tagged-bucket"]
+    assert bucket["resource_class"] == "bucket" and json.loads(bucket["tags"]) == {"team": "data"}
+    assert len(by) == inv.height  # each resource once, whichever calls saw it
+
+
+def test_price_catalogue_refresh_via_stubber(world, tmp_path):
+    from costguard.providers.aws import pricing
+
+    [acct] = world.organization(1)
+    ec2 = world.client("ec2", "us-east-1", acct)
+    ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="m5.large")
+    p = provider(world, tmp_path, regions=["us-east-1"], accounts={"ids": [acct], "assume_role": "R"},
+                 inventory={"resources": ["instances"]}, prices={"refresh": True, "out": "prices/ec2.csv"})
+    product = {"product": {"attributes": {"instanceType": "m5.large", "instanceFamily": "General purpose", "vcpu": "2",
+                                          "memory": "8 GiB", "processorArchitecture": "64-bit", "regionCode": "us-east-1",
+                                          "physicalProcessor": "Intel Xeon Platinum 8175", "currentGeneration": "Yes"}},
+               "terms": {"OnDemand": {"X.Y": {"priceDimensions": {"X.Y.Z": {"unit": "Hrs", "pricePerUnit": {"USD": "0.0990000000"}}}}}}}
+    with Stubber(p.base().client("pricing")) as stub:  # moto has no Pricing API
+        stub.add_response("get_products", {"PriceList": [json.dumps(product)], "FormatVersion": "aws_v1"}, {
+            "ServiceCode": "AmazonEC2", "FormatVersion": "aws_v1", "MaxResults": 100, "Filters": [
+                {"Type": "ANY_OF", "Field": "instanceType", "Value": "m5.large"},
+                {"Type": "TERM_MATCH", "Field": "regionCode", "Value": "us-east-1"},
+                {"Type": "TERM_MATCH", "Field": "operatingSystem", "Value": "Linux"},
+                {"Type": "TERM_MATCH", "Field": "tenancy", "Value": "Shared"},
+                {"Type": "TERM_MATCH", "Field": "preInstalledSw", "Value": "NA"},
+                {"Type": "TERM_MATCH", "Field": "capacitystatus", "Value": "Used"}]})
+        p.inventory()
+        stub.assert_no_pending_responses()
+    cat = pl.read_csv(tmp_path / "prices" / "ec2.csv", infer_schema=False)
+    assert list(cat.columns) == list(pricing.COLUMNS)
+    m5 = cat.filter((pl.col("instance_type") == "m5.large") & (pl.col("region") == "us-east-1"))
+    assert m5["on_demand_usd_per_hour"].to_list() == ["0.0990000000"] and m5["memory_gib"].item() == "8"
+    assert cat.height == pricing.bundled().height  # every other bundled row kept

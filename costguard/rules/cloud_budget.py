@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from costguard.model import SEVERITY_RANK, Finding, NativeBudget, fingerprint
-from costguard.rules.base import RULES, Params, RuleContext, RuleInstance, Severity, fmt_money, fmt_pct
+from costguard.rules.base import RULES, Params, RuleContext, RuleInstance, fmt_money, fmt_pct
 from costguard.rules.budget import Threshold
 
 FILTER_KEYS = {"x_Source": "source", "ProviderName": "provider", "SubAccountId": "account_id", "BillingCurrency": "currency"}

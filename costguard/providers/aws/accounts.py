@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,8 +72,7 @@ class Sessions:
     role (refreshed before expiry) for the others. Sessions are made once and reused."""
 
     def __init__(self, base_session: Any, base: Clients, cfg: AccountsConfig, *, provider: str,
-                 caller: str, counter: RequestCounter, endpoint_url: str | None, max_attempts: int,
-                 make_session: Callable[..., Any] | None = None) -> None:
+                 caller: str, counter: RequestCounter, endpoint_url: str | None, max_attempts: int) -> None:
         self.base_session = base_session
         self.base = base
         self.cfg = cfg
