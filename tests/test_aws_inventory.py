@@ -284,3 +284,15 @@ def test_price_catalogue_refresh_via_stubber(world, tmp_path):
     m5 = cat.filter((pl.col("instance_type") == "m5.large") & (pl.col("region") == "us-east-1"))
     assert m5["on_demand_usd_per_hour"].to_list() == ["0.0990000000"] and m5["memory_gib"].item() == "8"
     assert cat.height == pricing.bundled().height  # every other bundled row kept
+
+
+def test_enabled_regions_and_the_endpoint_from_aws_endpoint_url(world, tmp_path, monkeypatch):
+    world.client("ec2", "ap-southeast-2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.nano")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", world.endpoint)  # no endpoint_url in the config: botocore reads the variable
+    cfg = AwsConfig.model_validate({"name": "solo", "type": "aws", "inventory": {"resources": ["instances"], "memory": False}})
+    p = cfg.build(BuildContext(base_dir=tmp_path, clock=lambda: datetime.now(timezone.utc)))
+    inv = p.inventory()
+    apis = world.proxy.apis()
+    assert apis["ec2:DescribeRegions"] == 1 and apis["ec2:DescribeInstances"] > 10  # every enabled region, asked once
+    assert inv["region"].to_list() == ["ap-southeast-2"] and inv["account_id"].to_list() == [MANAGEMENT]
+    assert sum(apis.values()) == sum(p.status().api_requests.values())

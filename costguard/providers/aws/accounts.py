@@ -127,4 +127,6 @@ class Sessions:
         creds = RefreshableCredentials.create_from_metadata(metadata=first, refresh_using=fetch, method="sts-assume-role")
         bs = get_session()
         bs._credentials = creds  # botocore's documented way to hand a session refreshable credentials
+        # share the base session's loader: service models (ec2's is 2 MB of JSON) are parsed once per run
+        bs.register_component("data_loader", self.base_session._session.get_component("data_loader"))
         return boto3.Session(botocore_session=bs, region_name=self.base.default_region)

@@ -151,7 +151,8 @@ class Problems:
     """Partial failures of one run, each naming the account, region and request, with the fix.
     Thread-safe; a repeated problem is kept once."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: str = "") -> None:
+        self.source = source
         self._lock = threading.Lock()
         self._items: list[str] = []
         self.kinds: Counter[str] = Counter()
@@ -171,9 +172,13 @@ class Problems:
 
     def note(self, text: str, kind: str = "error") -> None:
         with self._lock:
-            if text not in self._items:
-                self._items.append(text)
-                self.kinds[kind] += 1
+            if text in self._items:
+                return
+            self._items.append(text)
+            self.kinds[kind] += 1
+        from costguard.logs import get_logger
+
+        get_logger("costguard.providers.aws").warning("provider_problem", source=self.source, kind=kind, problem=text)
 
     def items(self) -> list[str]:
         with self._lock:

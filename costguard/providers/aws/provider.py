@@ -67,7 +67,7 @@ class AwsProvider:
         self._resolve = resolve
         self._sleep = sleep
         self.counter = RequestCounter()
-        self.problems = Problems()
+        self.problems = Problems(cfg.name)
         self._lock = threading.Lock()
         self._base: Clients | None = None
         self._caller: str | None = None
