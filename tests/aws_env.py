@@ -13,6 +13,7 @@ import http.client
 import json
 import re
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Req:
     account: str | None
     body: bytes = field(repr=False, default=b"")
     headers: dict[str, str] = field(repr=False, default_factory=dict)
+    upstream_seconds: float = 0.0  # time the emulator took to answer (0 for injected answers)
 
     @property
     def api(self) -> str:
@@ -112,9 +114,11 @@ class Proxy:
                         return
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 fwd = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                t0 = time.perf_counter()
                 conn.request(self.command, self.path, body=body, headers=fwd)
                 resp = conn.getresponse()
                 data = resp.read()
+                req.upstream_seconds = time.perf_counter() - t0
                 if req.api == "sts:AssumeRole" and resp.status == 200:
                     m = re.search(rb"<AccessKeyId>([^<]+)</AccessKeyId>", data)
                     arn = req.form().get("RoleArn", "")
@@ -162,6 +166,11 @@ class Proxy:
             for r in self.requests:
                 out[r.api] = out.get(r.api, 0) + 1
         return out
+
+    def upstream_seconds(self) -> float:
+        """Time spent inside the emulator answering the recorded requests."""
+        with self._lock:
+            return sum(r.upstream_seconds for r in self.requests)
 
     def clear(self) -> None:
         with self._lock:

@@ -185,3 +185,22 @@ def test_cost_explorer_with_a_tag_key_asks_per_account(cli, tmp_path, world):
     rows = cli.json("costs", "-c", cfg, "--by", "SubAccountId,tag:team")
     assert {(r["SubAccountId"], r["tag:team"], r["BilledCost"]) for r in rows} == {
         ("111122223333", "payments", 2), ("111122223333", None, 3), ("444455556666", "search", 4)}
+
+
+def test_gzip_csv_export_with_a_bad_amount_rejects_that_row_and_names_it(cli, tmp_path, world):
+    import gzip
+
+    rows = sample_aws()
+    bad = rows.with_columns(pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("12,5")).otherwise(pl.col("BilledCost")).alias("BilledCost"))
+    s3 = world.client("s3")
+    s3.create_bucket(Bucket="billing")
+    key = f"{ROOT}data/BILLING_PERIOD=2024-09/costguard-focus-00001.csv.gz"
+    s3.put_object(Bucket="billing", Key=key, Body=gzip.compress(bad.write_csv(null_value="NULL").encode()))
+    s3.put_object(Bucket="billing", Key=f"{ROOT}metadata/BILLING_PERIOD=2024-09/costguard-focus-Manifest.json",
+                  Body=json.dumps({"executionId": "e1", "dataFiles": [f"s3://billing/{key}"]}).encode())
+    cfg = aws_config(tmp_path, world, f'{{source: focus_export, uri: "s3://billing/{ROOT}"}}')
+    r = cli("run", "--once", "-c", cfg, "--as-of", "2024-10-15", expect=3)
+    assert "source aws-billing: PARTIAL" in r.stdout and "BilledCost is not a decimal number" in r.stdout
+    assert f"s3://billing/{key}" in r.stdout and "line 6" in r.stdout  # header is line 1, the fifth row line 6
+    got = lake_total(cli, cfg)[("AWS", "USD")]
+    assert got == expected_billed(rows) - Decimal(rows["BilledCost"][4])  # every other row stored, to the last digit

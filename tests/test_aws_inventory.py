@@ -104,6 +104,22 @@ def test_cpu_p95_and_max_from_the_datapoints_put(world, tmp_path):
     assert row["cpu_max"] == 9.0 and row["metrics_days"] >= 2
     idle = inv.filter(pl.col("resource_id") == ids[members[0]]["us-east-1/untagged"]).row(0, named=True)
     assert idle["cpu_p95"] is None and idle["metrics_days"] == 0  # running, no datapoints: known to be unmeasured
+    assert row["mem_p95"] is None  # no CloudWatch agent on it
+
+
+def test_memory_where_the_cloudwatch_agent_publishes_it(world, tmp_path):
+    members = world.organization(1)
+    ids = seed(world, members, regions=["us-east-1"])
+    iid = ids[members[0]]["us-east-1/tagged"]
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    world.client("cloudwatch", "us-east-1", members[0]).put_metric_data(Namespace="CWAgent", MetricData=[
+        {"MetricName": "mem_used_percent", "Dimensions": [{"Name": "InstanceId", "Value": iid}, {"Name": "InstanceType", "Value": "m5.large"}],
+         "Timestamp": now - timedelta(hours=h), "Value": 30.0 + h % 5, "Unit": "Percent"} for h in range(1, 25)])
+    p = provider(world, tmp_path, regions=["us-east-1"], accounts={"ids": members, "assume_role": "R"})
+    inv = p.inventory()
+    row = inv.filter(pl.col("resource_id") == iid).row(0, named=True)
+    assert row["mem_p95"] == pytest.approx(float(np.percentile([30.0 + h % 5 for h in range(1, 25)], 95)))
+    assert p.status().api_requests["cloudwatch:GetMetricData"] == 1  # CPU and memory in the same batched request
 
 
 def test_requests_counted_as_sent_and_every_one_in_the_iam_table(world, tmp_path):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -85,7 +86,9 @@ def build(ep: str, now: datetime, extra: int = 0) -> dict:
                           (acct, region, roots[idle["InstanceId"]]["VolumeId"], "gp2", roots[idle["InstanceId"]]["Size"], {}),
                           (acct, region, vol, "gp2", 100, {t["Key"]: t["Value"] for t in team}),
                           (acct, region, eip, "eip", 0, {})]
+            roots = {a["InstanceId"]: v for v in ec2.describe_volumes()["Volumes"] for a in v["Attachments"]}
             resources += [(acct, region, iid, "m5.large", 0, {}) for iid in more]
+            resources += [(acct, region, roots[iid]["VolumeId"], "gp2", roots[iid]["Size"], {}) for iid in more]
             cw = client(ep, "cloudwatch", region, acct)
             points = [{"MetricName": "CPUUtilization", "Dimensions": [{"Name": "InstanceId", "Value": iid}],
                        "Timestamp": hour - timedelta(hours=h), "Value": v, "Unit": "Percent"}
@@ -124,10 +127,19 @@ def build(ep: str, now: datetime, extra: int = 0) -> dict:
     return {"members": members, "resources": resources}
 
 
+CPU: dict[str, float] = {}
+
+
 def run_timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
+    """Wall time of the child; its CPU time (user + sys, with its own children) lands in CPU["last"].
+    The emulator runs in this process, so the CPU time is the tool's own work only."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=600)
-    return time.perf_counter() - t0, p
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU["last"] = round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2)
+    return wall, p
 
 
 def c7n(bin_: str, proxy: Proxy, members: list[str], work: Path, env: dict[str, str]) -> dict:
@@ -143,7 +155,8 @@ def c7n(bin_: str, proxy: Proxy, members: list[str], work: Path, env: dict[str, 
     for f in out.rglob("resources.json"):
         policy = f.parent.name
         found[policy] = found.get(policy, 0) + len(json.loads(f.read_text()))
-    return {"tool": "c7n-org", "wall_seconds": round(wall, 2), "requests": sum(proxy.apis().values()),
+    return {"tool": "c7n-org", "wall_seconds": round(wall, 2), "cpu_seconds": CPU["last"], "moto_seconds": round(proxy.upstream_seconds(), 2),
+            "requests": sum(proxy.apis().values()),
             "by_api": dict(sorted(proxy.apis().items())), "findings": dict(sorted(found.items())),
             "findings_total": sum(found.values()), "priced": 0}
 
@@ -175,7 +188,8 @@ rules: [rules/]
         if p.returncode not in (0, 3):
             raise SystemExit(f"costguard failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
         out.append({"tool": f"costguard{' (full inventory + budgets)' if full else ''}", "run": label,
-                    "wall_seconds": round(wall, 2), "requests": sum(proxy.apis().values()),
+                    "wall_seconds": round(wall, 2), "cpu_seconds": CPU["last"], "moto_seconds": round(proxy.upstream_seconds(), 2),
+                    "requests": sum(proxy.apis().values()),
                     "by_api": dict(sorted(proxy.apis().items())), "exit": p.returncode})
     findings = json.loads(subprocess.run([sys.executable, "-m", "costguard", "findings", "-c", str(state / "costguard.yaml"),
                                           "--format", "json"], env=env, capture_output=True, text=True, check=True).stdout)
@@ -184,7 +198,9 @@ rules: [rules/]
     sys.path.insert(0, str(ROOT))
     from costguard.lake import Lake
 
-    cost30 = (Lake(state / "lake").rollup().group_by("ResourceId").agg(pl.col("EffectiveCost").sum().alias("cost"))
+    today = datetime.now(timezone.utc).date()
+    cost30 = (Lake(state / "lake").rollup().filter(pl.col("x_ChargeDate") >= today - timedelta(days=30))
+              .group_by("ResourceId").agg(pl.col("EffectiveCost").sum().alias("cost"))
               .collect().filter(pl.col("ResourceId").is_not_null()))
     inv = inv.join(cost30, left_on="resource_id", right_on="ResourceId", how="left")
     checks = {
@@ -194,7 +210,8 @@ rules: [rules/]
         "ec2-low-cpu": inv.filter((pl.col("resource_class") == "instance") & (pl.col("cpu_p95") < 5)),
     }
     detected = {k: {"count": v.height, "priced": int(v["cost"].is_not_null().sum()),
-                    "monthly_cost": str(sum((c for c in v["cost"].to_list() if c is not None), Decimal(0)))} for k, v in checks.items()}
+                    "cost_last_30_days": str(sum((c for c in v["cost"].to_list() if c is not None), Decimal(0)))}
+                for k, v in checks.items()}
     for o in out:
         o["tag_findings"] = {"count": len(tag), "priced": sum(1 for f in tag if f["monthly_cost"] is not None),
                              "monthly_cost": str(sum((Decimal(str(f["monthly_cost"])) for f in tag), Decimal(0)))}
@@ -239,7 +256,8 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for r in rows:
-        print(f"{r['tool']:<42} {r.get('run', ''):<30} requests {r['requests']:>4}  wall {r['wall_seconds']:>6.2f} s")
+        print(f"{r['tool']:<42} {r.get('run', ''):<30} requests {r['requests']:>4}  wall {r['wall_seconds']:>6.2f} s"
+              f"  cpu {r['cpu_seconds']:>6.2f} s  (in moto {r['moto_seconds']:>6.2f} s)")
     print(json.dumps(rows, indent=2))
     return 0
 
