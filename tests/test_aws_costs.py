@@ -204,3 +204,27 @@ def test_gzip_csv_export_with_a_bad_amount_rejects_that_row_and_names_it(cli, tm
     assert f"s3://billing/{key}" in r.stdout and "line 6" in r.stdout  # header is line 1, the fifth row line 6
     got = lake_total(cli, cfg)[("AWS", "USD")]
     assert got == expected_billed(rows) - Decimal(rows["BilledCost"][4])  # every other row stored, to the last digit
+
+
+def test_sts_failing_after_the_costs_keeps_the_costs_and_reports_the_rest(cli, tmp_path, world):
+    from aws_env import denied
+
+    rows = sample_aws()
+    s3 = world.client("s3")
+    s3.create_bucket(Bucket="billing")
+    put_export(s3, "billing", ROOT, "costguard-focus", "2024-09", [typed_focus(rows)])
+    cfg = write_config(tmp_path, f"""
+        state: {{url: "sqlite:///state.db", lake: lake}}
+        providers:
+          - name: aws-billing
+            type: aws
+            endpoint_url: "{world.endpoint}"
+            regions: [us-east-1]
+            costs: {{source: focus_export, uri: "s3://billing/{ROOT}"}}
+            max_attempts: 2
+        rules: []
+        """)
+    world.proxy.rules.append(lambda r: denied("query", "InvalidClientTokenId") if r.api == "sts:GetCallerIdentity" else None)
+    r = cli("run", "--once", "-c", cfg, "--as-of", "2024-10-15", expect=3)
+    assert "source aws-billing: PARTIAL" in r.stdout and "inventory not read" in r.stdout and "budgets not read" in r.stdout
+    assert abs(lake_total(cli, cfg)[("AWS", "USD")] - Decimal("18.006639")) < Decimal("0.000001")

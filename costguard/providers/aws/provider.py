@@ -95,7 +95,7 @@ class AwsProvider:
             except Exception as e:  # noqa: BLE001
                 if not is_aws_error(e):
                     raise
-                raise self._fail("sts:GetCallerIdentity", e, role="costguard") from None
+                raise self._fail("sts:GetCallerIdentity", e, role="costguard", record=False) from None
         return self._caller
 
     def sessions(self) -> Sessions:
@@ -186,10 +186,16 @@ class AwsProvider:
             yield part
 
     def inventory(self) -> pl.DataFrame | None:
+        """The inventory snapshot; None (the lake keeps the last one) when not even the credentials'
+        own account can be asked, which is then a problem, not a failure of the costs just pulled."""
         if not self.cfg.inventory.enabled:
             return None
-        accounts = self.accounts()
-        inv = InventoryPass(provider=self.name, cfg=self.cfg.inventory, sessions=self.sessions(), accounts=accounts,
+        try:
+            accounts, sessions = self.accounts(), self.sessions()
+        except ProviderError as e:
+            self.problems.note(f"inventory not read: {e}", "denied")
+            return None
+        inv = InventoryPass(provider=self.name, cfg=self.cfg.inventory, sessions=sessions, accounts=accounts,
                             regions=self.regions, problems=self.problems, clock=self.clock,
                             max_workers=self.cfg.max_workers).collect()
         if self.cfg.prices.refresh:
@@ -201,7 +207,13 @@ class AwsProvider:
             return []
         out: list[NativeBudget] = []
         today = self.clock().date()
-        for a in self.accounts():
+        try:
+            accounts = self.accounts()
+            self.sessions()
+        except ProviderError as e:
+            self.problems.note(f"budgets not read: {e}", "denied")
+            return []
+        for a in accounts:
             try:
                 clients = self.sessions().clients(a.id)
             except AccountError as e:
@@ -235,7 +247,8 @@ class AwsProvider:
             return fn()
         except StopIteration:
             raise
-        except ProviderError:
+        except ProviderError as e:
+            self._state, self._detail = ConnectionStatus(e.status), str(e)
             raise
         except PullFailed as e:
             raise self._error(str(e), ConnectionStatus.FAILED_CONNECTION) from None
@@ -246,20 +259,23 @@ class AwsProvider:
                 raise
             raise self._fail(_api_of(e), e, role="costguard") from None
 
-    def _fail(self, api: str, e: BaseException, *, role: str) -> ProviderError:
+    def _fail(self, api: str, e: BaseException, *, role: str, record: bool = True) -> ProviderError:
+        """The ProviderError for a failed request; ``record`` also makes it the provider's state
+        (a cost pull) rather than leaving the caller to decide (inventory and budgets: a problem)."""
         f = classify(e)
         if f.kind == "denied":
             return self._error(f"{api} denied ({f.describe()}); fix: {fix_for(api, role=f'the role {role} runs as')}",
-                               ConnectionStatus.INVALID_CONFIGURATION)
+                               ConnectionStatus.INVALID_CONFIGURATION, record)
         if f.kind == "missing":
             return self._error(f"{api}: {f.describe()}; check costs.uri / costs.table and that the export exists "
-                               "(`costguard doctor` checks the set-up)", ConnectionStatus.MISSING_DATA)
+                               "(`costguard doctor` checks the set-up)", ConnectionStatus.MISSING_DATA, record)
         what = f"{f.kind} after {self.cfg.max_attempts} attempts" if f.kind in ("throttled", "unavailable") else "failed"
         return self._error(f"{api} {what} ({f.describe()}); nothing of this pull is stored, the next run tries again",
-                           ConnectionStatus.FAILED_CONNECTION)
+                           ConnectionStatus.FAILED_CONNECTION, record)
 
-    def _error(self, message: str, status: ConnectionStatus) -> ProviderError:
-        self._state, self._detail = status, message
+    def _error(self, message: str, status: ConnectionStatus, record: bool = True) -> ProviderError:
+        if record:
+            self._state, self._detail = status, message
         return ProviderError(self.name, message, status=str(status))
 
     def _refresh_prices(self, inv: pl.DataFrame) -> None:
