@@ -55,6 +55,17 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
         if r.receiver not in cfg.notify.receivers:
             issues.append(ConfigIssue(str(loaded.path), loaded.line("notify", "routes", i, "receiver"),
                                       f"notify.routes[{i}].receiver", f"unknown receiver {r.receiver!r}"))
+    for name, r in cfg.notify.receivers.items():
+        for tname, tpath in (getattr(r, "templates", None) or {}).items():
+            issues.extend(_check_template(loaded, name, tname, tpath))
+    if cfg.notify.exceptions:
+        from costguard.notify.silences import load_exceptions
+
+        try:
+            _, expired = load_exceptions(loaded.resolve(cfg.notify.exceptions), today=utcnow().date())
+            warnings.extend(expired)
+        except ConfigError as e:
+            issues.extend(e.issues)
     for key, cron in (("cycle", cfg.schedule.cycle), ("digest", cfg.schedule.digest)):
         msg = validate_schedule(cron, cfg.schedule.timezone)
         if msg:
@@ -75,9 +86,72 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
     return issues, warnings
 
 
-def _context(loaded: LoadedConfig, *, out: TextIO | None, clock: Callable[[], datetime], http: Any) -> BuildContext:
+def _check_template(loaded: LoadedConfig, receiver: str, name: str, path: str) -> list[ConfigIssue]:
+    """A template override must replace a shipped template, exist and parse."""
+    import jinja2
+
+    from costguard.notify.render import TEMPLATES
+
+    key = f"notify.receivers.{receiver}.templates.{name}"
+    line = loaded.line("notify", "receivers", receiver, "templates", name)
+    known = sorted(p.name for p in TEMPLATES.glob("*.j2"))
+    if name not in known:
+        return [ConfigIssue(str(loaded.path), line, key, f"no shipped template {name!r} to replace; templates: {', '.join(known)}")]
+    file = Path(loaded.resolve(path))
+    try:
+        jinja2.Environment().parse(file.read_text(encoding="utf-8"))
+    except OSError as e:
+        return [ConfigIssue(str(loaded.path), line, key, f"cannot read {file}: {e.strerror or e}")]
+    except jinja2.TemplateSyntaxError as e:
+        return [ConfigIssue(str(loaded.path), line, key, f"{file}:{e.lineno}: template syntax error: {e.message}")]
+    return []
+
+
+def _context(loaded: LoadedConfig, *, out: TextIO | None, clock: Callable[[], datetime], http: Any,
+             contacts: dict[str, str] | None = None) -> BuildContext:
     return BuildContext(base_dir=loaded.base_dir, clock=clock, http=http,
-                        backfill_days=loaded.config.ingest.backfill_days, out=out)
+                        backfill_days=loaded.config.ingest.backfill_days, out=out, contacts=contacts or {})
+
+
+def build_notifiers(loaded: LoadedConfig, owners: Any, *, out: TextIO | None, clock: Callable[[], datetime], http: Any) -> dict[str, Any]:
+    """Every configured receiver, built with the shared HTTP client and the owners' contacts."""
+    contacts = {name: t.contact for name, t in owners.teams.items() if t.contact}
+    ctx = _context(loaded, out=out, clock=clock, http=http, contacts=contacts)
+    return {name: r.build(name, ctx) for name, r in loaded.config.notify.receivers.items()}
+
+
+def build_delivery(loaded: LoadedConfig, store: Store | None, owners: Any, notifiers: dict[str, Any], *,
+                   out: TextIO | None, clock: Callable[[], datetime]) -> Any:
+    """The delivery stage (``notify.pipeline.Delivery``) wired to the store, routes and exceptions."""
+    from costguard.notify.pipeline import Delivery, ShadowFile
+    from costguard.notify.retry import RetryPolicy
+    from costguard.notify.routing import Route, Router
+    from costguard.notify.silences import load_exceptions
+    from costguard.store.delivery import DeliveryStore
+    import re
+
+    n = loaded.config.notify
+    routes = [Route(r.receiver, {k: frozenset([v] if isinstance(v, str) else v) for k, v in r.match.items()},
+                    {k: re.compile(p) for k, p in r.match_re.items()}, r.continue_,
+                    tuple(r.group_by) if r.group_by is not None else None, r.repeat_interval)
+              for r in n.routes]
+    router = Router(routes, {name: tuple(t.receivers) for name, t in owners.teams.items()}, list(notifiers),
+                    n.repeat_interval, frozenset(k for k, v in notifiers.items() if getattr(v, "catch_all", False)))
+    exceptions, _ = load_exceptions(loaded.resolve(n.exceptions)) if n.exceptions else (None, [])
+    retry = RetryPolicy(attempts=n.retry.attempts, initial_backoff=n.retry.initial_backoff.total_seconds(),
+                        max_backoff=n.retry.max_backoff.total_seconds(), max_elapsed=n.retry.max_elapsed.total_seconds())
+    kwargs: dict[str, Any] = {"exceptions": exceptions} if exceptions is not None else {}
+    return Delivery(store=DeliveryStore(store) if store is not None else None, notifiers=notifiers,
+                    types={k: r.type for k, r in n.receivers.items()}, router=router, retry=retry,
+                    deadline_seconds=n.deadline.total_seconds(), clock=clock, mode=n.mode,
+                    shadow=ShadowFile(loaded.resolve(n.shadow_path), clock) if n.mode == "shadow" else None,
+                    out=out, **kwargs)
+
+
+def repeat_after(loaded: LoadedConfig) -> Any:
+    """How often reconcile writes a "repeat" for a still-open finding: the shortest repeat interval."""
+    n = loaded.config.notify
+    return min([n.repeat_interval, *(r.repeat_interval for r in n.routes if r.repeat_interval is not None)])
 
 
 def http_client() -> Any:
@@ -107,21 +181,23 @@ def build_cycle(
     if issues:
         raise ConfigError(issues)
     rules = load_rules(cfg.rules, base_dir=loaded.base_dir)
-    owners = OwnerResolver(load_owners(loaded.resolve(cfg.owners) if cfg.owners else None))
+    owners_cfg = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
+    owners = OwnerResolver(owners_cfg)
     store = Store.open(loaded.state_url())
     http = http_client()
     try:
         lake = Lake(loaded.resolve(cfg.state.lake), keep_rows=cfg.ingest.keep_rows, writer=True)
         ctx = _context(loaded, out=out, clock=clock, http=http)
         providers = [p.build(ctx) for p in cfg.providers]
-        receivers = {name: r.build(name, ctx) for name, r in cfg.notify.receivers.items()}
+        notifiers = build_notifiers(loaded, owners_cfg, out=out, clock=clock, http=http)
+        delivery = build_delivery(loaded, store, owners_cfg, notifiers, out=out, clock=clock)
     except BaseException:
         store.close()
         http.close()
         raise
-    return Cycle(store=store, lake=lake, providers=providers, receivers=receivers, rules=rules, owners=owners,
+    return Cycle(store=store, lake=lake, providers=providers, delivery=delivery, rules=rules, owners=owners,
                  ingest=cfg.ingest, out=out, clock=clock, progress=progress, stop=stop,
-                 hint_config=loaded.path if hints else None, on_close=[http.close])
+                 hint_config=loaded.path if hints else None, on_close=[http.close], repeat_after=repeat_after(loaded))
 
 
 # ---- read-only access (costs, findings): never creates a database or a lake -----------------------
@@ -158,14 +234,77 @@ def costs_query(loaded: LoadedConfig, by: Sequence[str], *, start: date | None, 
     return CostsAnswer(df, warnings)
 
 
-def list_findings(loaded: LoadedConfig, **filters: Any) -> list[dict] | None:
+def list_findings(loaded: LoadedConfig, *, delivery: bool = False, **filters: Any) -> list[dict] | None:
+    """Findings from the store; ``delivery=True`` adds each one's ``delivery`` summary."""
     store = read_store(loaded)
     if store is None:
         return None
     try:
-        return store.list_findings(**filters)
+        rows = store.list_findings(**filters)
+        if delivery:
+            from costguard.store.delivery import DeliveryStore
+
+            summary = DeliveryStore(store).summary([r["fingerprint"] for r in rows])
+            rows = [{**r, "delivery": summary[r["fingerprint"]]} for r in rows]
+        return rows
     finally:
         store.close()
+
+
+def delivery_detail(loaded: LoadedConfig, fingerprint: str) -> dict | None:
+    store = read_store(loaded)
+    if store is None:
+        return None
+    try:
+        from costguard.store.delivery import DeliveryStore
+
+        return DeliveryStore(store).summary([fingerprint])[fingerprint]
+    finally:
+        store.close()
+
+
+def notify_test(loaded: LoadedConfig, receiver: str, *, out: TextIO, clock: Callable[[], datetime] = utcnow) -> Any:
+    """Send one sample message to one receiver (nothing is read from or written to the state store).
+    Returns the ``Sent``; raises ``DeliveryError`` (after retries) or ``ConfigError``."""
+    from decimal import Decimal
+
+    from costguard.notify.model import Item, Message, message_id
+    from costguard.notify.retry import Retrier, RetryPolicy
+    from costguard.notify.routing import group_key
+
+    cfg = loaded.config
+    if receiver not in cfg.notify.receivers:
+        known = ", ".join(cfg.notify.receivers) or "(none)"
+        raise ConfigError.single(str(loaded.path), loaded.line("notify", "receivers"), "notify.receivers",
+                                 f"no receiver named {receiver!r}; configured: {known}")
+    owners = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
+    http = http_client()
+    try:
+        notifier = build_notifiers(loaded, owners, out=out, clock=clock, http=http)[receiver]
+        now = clock()
+        owner = next(iter(owners.teams), None) or owners.default
+        fp = "c0576a0d7e57" + now.strftime("%Y%m%d%H%M")[:12]
+        finding = {
+            "fingerprint": fp, "rule": "costguard-notify-test", "kind": "idle", "severity": "info", "status": "open",
+            "provider": "AWS", "billing_account_id": "000000000000", "account_id": "000000000000", "region": "us-east-1",
+            "service": "Amazon Elastic Compute Cloud", "resource_id": "i-0costguardtest", "resource_type": "Instance",
+            "owner": owner, "owner_reason": "costguard notify test (a sample, not a real finding)",
+            "title": f"costguard notify test for receiver {receiver}: a sample finding, nothing to do",
+            "summary": "This message checks that costguard can reach this receiver.",
+            "monthly_cost": Decimal("12.34"), "monthly_savings": Decimal("12.34"), "currency": "USD",
+            "first_seen": now, "last_seen": now, "evidence": {"test": True}, "source": "notify-test",
+            "resolved_at": None, "snoozed_until": None, "snooze_reason": None, "times_regressed": 0,
+        }
+        labels = {"owner": owner or "-", **({"fingerprint": fp} if "fingerprint" in (notifier.group_by or ()) else {})}
+        gk = group_key(labels) if notifier.group_by is not None else "all"
+        m = Message(receiver, gk, labels if notifier.group_by is not None else {}, (Item(fp, "new", finding, (0,)),),
+                    message_id(receiver, gk, [0]) + "-test")
+        p = cfg.notify.retry
+        retry = RetryPolicy(attempts=p.attempts, initial_backoff=p.initial_backoff.total_seconds(),
+                            max_backoff=p.max_backoff.total_seconds(), max_elapsed=p.max_elapsed.total_seconds())
+        return Retrier(retry).call(lambda: notifier.send(m))
+    finally:
+        http.close()
 
 
 def finding_detail(loaded: LoadedConfig, fingerprint: str) -> tuple[dict, list[dict]] | None:

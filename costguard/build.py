@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ class BuildContext:
     http: Any = None             # an httpx.Client shared by everything that speaks HTTP
     backfill_days: int = 90
     out: Any = None              # the console stream (receivers)
+    contacts: Mapping[str, str] = field(default_factory=dict)  # owner team -> contact (owners.yaml), for email
 
     def resolve(self, p: str) -> str:
         """A path from the config, relative to the config file; URIs are returned unchanged."""

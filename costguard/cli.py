@@ -362,7 +362,7 @@ def validate(config: ConfigOpt = None) -> None:
     sys.stdout.write(f"{loaded.path}: OK ({len(loaded.config.providers)} provider(s), {n} rule(s))\n")
 
 
-FINDING_COLUMNS = ["fingerprint", "severity", "kind", "status", "rule", "owner", "monthly_cost", "monthly_savings", "currency", "title"]
+FINDING_COLUMNS = ["fingerprint", "severity", "kind", "status", "rule", "owner", "monthly_cost", "monthly_savings", "currency", "delivery", "title"]
 
 findings_app = typer.Typer(
     help="List findings from the state store, or show one with its history (`findings show FP`).",
@@ -382,8 +382,13 @@ def findings(
     severity: Annotated[Optional[str], typer.Option("--severity", help="Only this severity or worse: info, warning, critical.")] = None,
     rule: Annotated[Optional[str], typer.Option("--rule", help="Only findings of this rule id.")] = None,
     fmt: Annotated[Fmt, typer.Option("--format", help="table for people; json (one array on stdout) or csv for scripts.")] = Fmt.table,
+    delivery: Annotated[bool, typer.Option("--delivery", help="json/csv: add each finding's `delivery` (per receiver: sent, pending, failed, muted, suppressed). The table always shows it.")] = False,
 ) -> None:
     """List findings from the state store (most severe and most expensive first).
+
+    The table's `delivery` column says where each finding's notifications stand: sent, pending
+    (not delivered yet), failed (a receiver refused it; retried next cycle), muted (an exception),
+    suppressed (nothing new to tell) or none.
 
     Examples:
       costguard findings -c costguard.yaml --owner payments --severity warning
@@ -398,7 +403,8 @@ def findings(
 
     if severity is not None and severity not in SEVERITIES:
         raise _usage(f"--severity {severity!r}: use one of {', '.join(SEVERITIES)}")
-    rows = list_findings(_load(config), status=status.value, kind=kind, owner=owner, min_severity=severity, rule=rule)
+    rows = list_findings(_load(config), status=status.value, kind=kind, owner=owner, min_severity=severity, rule=rule,
+                         delivery=delivery or fmt is Fmt.table)
     if rows is None:
         if fmt is Fmt.table:
             sys.stdout.write("no findings yet: no cycle has run (try `costguard run --once -c FILE`)\n")
@@ -409,9 +415,21 @@ def findings(
         if not rows:
             sys.stdout.write(f"no {status.value if status is not Status.all else ''} findings\n".replace("  ", " "))
             return
-        _print_rows([{**r, "fingerprint": r["fingerprint"][:12]} for r in rows], FINDING_COLUMNS, fmt)
+        _print_rows([{**r, "fingerprint": r["fingerprint"][:12], "delivery": _delivery_cell(r["delivery"])} for r in rows],
+                    FINDING_COLUMNS, fmt)
         return
-    _print_rows(rows, list(rows[0].keys()) if rows else FINDING_COLUMNS, fmt)
+    _print_rows(rows, list(rows[0].keys()) if rows else [c for c in FINDING_COLUMNS if delivery or c != "delivery"], fmt)
+
+
+def _delivery_cell(d: dict) -> str:
+    """``sent 2/2`` · ``failed: jira`` · ``pending`` · ``muted`` · ``-``."""
+    receivers = d.get("receivers") or {}
+    if d["state"] == "failed":
+        return "failed: " + ",".join(sorted(n for n, r in receivers.items() if r["outcome"] == "failed"))
+    if d["state"] == "sent":
+        sent = sum(1 for r in receivers.values() if r["outcome"] == "sent")
+        return f"sent {sent}/{len(receivers)}"
+    return "-" if d["state"] == "none" else d["state"]
 
 
 @findings_app.command("show")
@@ -442,10 +460,52 @@ def findings_show(
     w("  evidence\n")
     for k, v in (f.get("evidence") or {}).items():
         w(f"    {k:<18} {_plain(v)}\n")
+    from costguard.app import delivery_detail
+
+    d = delivery_detail(_load(config), f["fingerprint"])
+    if d and d["receivers"]:
+        w("\ndelivery\n")
+        for name, r in sorted(d["receivers"].items()):
+            at = f"  {r['at']:%Y-%m-%d %H:%M}" if r.get("at") else ""
+            err = f"  {r['error']}" if r.get("error") else ""
+            w(f"  {name:<20} {r['outcome']:<10} {r.get('event') or '':<10}{at}{err}\n")
     w("\nhistory\n")
     for e in events:
         detail = f"  {dumps(e['detail'])}" if e.get("detail") else ""
         w(f"  {e['at']:%Y-%m-%d %H:%M}  {e['event']:<10} run {e.get('run_id') or '-'}{detail}\n")
+
+
+notify_app = typer.Typer(help="Check delivery: `notify test RECEIVER` sends one sample message.",
+                         no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command("test")
+@_guard
+def notify_test(
+    receiver: Annotated[str, typer.Argument(help="The receiver's name under notify.receivers in the config.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Send one sample message (an obviously fake "info" finding) to RECEIVER, to check its setup:
+    URL, token, channel, project, permissions. The state store is not touched. Ticket receivers
+    (jira, github, servicenow) create a real sample ticket you can close.
+
+    Exit 0 when the receiver accepted it; 1 when it failed (the error says why: HTTP status, the
+    service's own error code; never the secret); 2 for an unknown receiver or a bad config.
+
+    Example:  costguard notify test slack-payments -c costguard.yaml
+    """
+    from costguard.app import notify_test as send_test
+    from costguard.notify.errors import DeliveryError
+
+    _setup_logging()
+    loaded = _load(config)
+    try:
+        send_test(loaded, receiver, out=SafeOut(sys.stdout))
+    except DeliveryError as e:
+        _err(f"error: receiver {receiver} failed: {e}")
+        raise typer.Exit(EXIT_FAILED) from None
+    sys.stdout.write(f"receiver {receiver}: sample message delivered\n")
 
 
 @app.command()

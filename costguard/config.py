@@ -9,14 +9,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from datetime import date
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 from urllib.parse import urlsplit
+
+import re
+from datetime import timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from costguard import yamlsrc
 from costguard.errors import ConfigError, ConfigIssue
+from costguard.logs import add_known_secrets
 from costguard.notify import RECEIVERS
+from costguard.notify.duration import Duration
+from costguard.notify.routing import field_name
 from costguard.providers import PROVIDERS, DEFAULT_EARLIEST
 from costguard.registry import Registry
 
@@ -51,14 +57,52 @@ AnyReceiver = _union(RECEIVERS)
 
 
 class RouteConfig(_Model):
+    """One route (Alertmanager style): findings matching ``match``/``match_re`` go to ``receiver``."""
+
     receiver: str
     match: dict[str, str | list[str]] = Field(default_factory=dict)
+    match_re: dict[str, str] = Field(default_factory=dict)
     continue_: bool = Field(False, alias="continue")
+    group_by: list[str] | None = None
+    repeat_interval: Duration | None = None
+
+    @field_validator("match", "match_re")
+    @classmethod
+    def _match_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return {field_name(k): val for k, val in v.items()}
+
+    @field_validator("match_re")
+    @classmethod
+    def _regexes(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, pattern in v.items():
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise ValueError(f"match_re.{k}: {pattern!r} is not a regular expression: {e}") from None
+        return v
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_keys(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [field_name(k) for k in v]
+
+
+class RetryConfig(_Model):
+    attempts: int = Field(5, ge=1, le=50, description="tries per message, the first included")
+    initial_backoff: Duration = Field(timedelta(seconds=1), description="wait before the second try (then doubling, with jitter)")
+    max_backoff: Duration = Field(timedelta(seconds=30), description="longest single wait")
+    max_elapsed: Duration = Field(timedelta(minutes=2), description="time budget of one message, waits included")
 
 
 class NotifyConfig(_Model):
     receivers: dict[str, AnyReceiver] = Field(default_factory=lambda: {"console": RECEIVERS.get("console")()})
     routes: list[RouteConfig] = Field(default_factory=list)
+    mode: Literal["send", "shadow"] = Field("send", description="shadow: write messages to shadow_path instead of sending")
+    shadow_path: str = "costguard-shadow.jsonl"
+    repeat_interval: Duration = Field(timedelta(days=7), description="re-send a still-open finding this often")
+    exceptions: str | None = Field(None, description="exceptions file (reviewed like code)")
+    retry: RetryConfig = RetryConfig()
+    deadline: Duration = Field(timedelta(minutes=10), description="time budget of the whole delivery stage of a cycle")
 
 
 class ScheduleConfig(_Model):
@@ -232,7 +276,29 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
     issues = literal_secrets(cfg, src)
     if issues:
         raise ConfigError(issues)
+    add_known_secrets(secret_values(cfg))
     return LoadedConfig(cfg, p, src)
+
+
+def secret_values(model: Any) -> list[str]:
+    """Every ``SecretStr`` value in a config (so logs, errors and the state store can hide them)."""
+    out: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, SecretStr):
+            out.append(v.get_secret_value())
+        elif isinstance(v, BaseModel):
+            for name in type(v).model_fields:
+                walk(getattr(v, name))
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                walk(x)
+
+    walk(model)
+    return [s for s in out if not s.startswith("sqlite:")]
 
 
 def config_path(explicit: str | None) -> Path:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,7 +31,6 @@ from costguard.ingest import SourceResult, Staged, ingest_source, land
 from costguard.lake import Lake
 from costguard.logs import get_logger
 from costguard.model import SEVERITY_RANK, ConnectionStatus, Finding, NativeBudget, new_run_id
-from costguard.notify import Notifier
 from costguard.owners import OwnerResolver
 from costguard.procs import HEARTBEAT_SECONDS, this_process
 from costguard.providers import Horizon, Provider
@@ -66,7 +65,7 @@ class Cycle:
         store: Store,
         lake: Lake,
         providers: Sequence[Provider],
-        receivers: dict[str, Notifier],
+        delivery: Any,  # costguard.notify.pipeline.Delivery
         rules: Sequence[RuleInstance],
         owners: OwnerResolver,
         ingest: IngestConfig,
@@ -76,11 +75,13 @@ class Cycle:
         stop: threading.Event | None = None,
         hint_config: Path | None = None,
         on_close: Sequence[Callable[[], None]] = (),
+        repeat_after: timedelta | None = None,
     ) -> None:
         self.store = store
         self.lake = lake
         self.providers = list(providers)
-        self.receivers = receivers
+        self.delivery = delivery
+        self.repeat_after = repeat_after
         self.rules = list(rules)
         self.owners = owners
         self.ingest = ingest
@@ -137,12 +138,12 @@ class Cycle:
             unusable = {s for s, r in outcome.sources.items() if not r.usable}
             result = self.store.reconcile(
                 findings, run_id=run_id, now=self.clock(), evaluated_rules=evaluated,
-                skip_sources=unusable, persist=persist,
+                skip_sources=unusable, persist=persist, repeat_after=self.repeat_after,
             )
             outcome.changes = list(result.changes)
             stats.update({"findings": len(findings), **result.counts(), "rule_errors": outcome.rule_errors})
             self._print_header(run_id, as_of, outcome, live)
-            self._deliver(outcome, dry=not persist)
+            stats["delivery"] = self._deliver(run_id, outcome, dry=not persist)
             self._print_footer(findings, persist, outcome)
             not_ok = {s for s, r in outcome.sources.items() if not r.ok}
             if outcome.rule_errors:
@@ -210,11 +211,12 @@ class Cycle:
             out[p.name] = st.result
         return kept
 
-    def _evaluate(self, as_of: date, staged: Sequence[Staged], budgets: Sequence[NativeBudget] = ()) -> tuple[list[Finding], dict[str, str], set[str]]:
+    def _evaluate(self, as_of: date, staged: Sequence[Staged], budgets: Sequence[NativeBudget]) -> tuple[list[Finding], dict[str, str], set[str]]:
         overlay = staged_days(s.batch for s in staged if s.batch is not None)
         fresh = {s.result.source: s.result.inventory for s in staged if s.result.inventory is not None}
         costs = self.lake.rollup(overlay=overlay)
-        ctx = RuleContext(as_of=as_of, costs=costs, inventory=self.lake.inventory(overlay=fresh), budgets=tuple(budgets))
+        ctx = RuleContext(as_of=as_of, costs=costs, inventory=self.lake.inventory(overlay=fresh),
+                          budgets=budgets, owners=self.owners.config)
         result = evaluate(self.rules, ctx)
         for rid, err in result.errors.items():
             log.error("rule_failed", rule=rid, error=err)
@@ -222,13 +224,13 @@ class Cycle:
         findings = self.owners.apply(list(result.findings), tags_of)
         return findings, dict(result.errors), set(result.evaluated)
 
-    def _deliver(self, outcome: CycleOutcome, *, dry: bool) -> None:
-        for name, receiver in self.receivers.items():
-            try:
-                receiver.deliver(outcome.changes, dry_run=dry)
-            except Exception as e:  # noqa: BLE001 - one receiver failing never stops the others
-                log.exception("receiver_failed", receiver=name)
-                outcome.receiver_errors[name] = f"{type(e).__name__}: {e}"
+    def _deliver(self, run_id: str, outcome: CycleOutcome, *, dry: bool) -> dict[str, Any]:
+        """The delivery stage (``notify/pipeline.py``): drains the outbox (what this run and any
+        interrupted run left pending); a dry run or backtest also shows this run's in-memory
+        changes, and sends and stores nothing. Returns per-receiver counts for the run record."""
+        result = self.delivery.run(run_id, dry_run=dry, transient=outcome.changes if dry else ())
+        outcome.receiver_errors.update(result.errors)
+        return result.stats()
 
     # ---- output -------------------------------------------------------------------------------
     def _print_header(self, run_id: str, as_of: date, outcome: CycleOutcome, live: date | None) -> None:
@@ -247,10 +249,10 @@ class Cycle:
             if r.usable:
                 line += f" · {r.rows:,} rows in {r.days} day(s) pulled, {r.skipped_days} day(s) already stored"
             w(line + "\n")
-            if r.detail and not r.ok:
-                w(f"    {r.detail}\n")
+            if r.problems or (r.detail and not r.usable):  # rejected rows are itemised by the ledger below
+                w(f"    {'; '.join(r.problems) if r.usable else r.detail}\n")
             if r.ledger is not None:
-                for s in r.ledger.summary_lines():
+                for s in r.ledger.summary_lines(landed=outcome.mode == "normal"):
                     w(f"    {s}\n")
             if r.report and r.report.checks:
                 w(f"    FOCUS conformance: {r.report.flagged_rows:,} of {r.report.rows:,} rows flagged (kept, not fixed)\n")

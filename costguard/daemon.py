@@ -174,6 +174,10 @@ class CycleWorker:
             for check, c in ((p.get("conformance") or {}).get("checks") or {}).items():
                 self.metrics.conformance_failures_total.labels(source, check).inc(c.get("count") or 0)
             self.health.set_provider(source, p.get("status") or "unknown", p.get("detail"), at=finished)
+        delivery = (run.get("stats") or {}).get("delivery") or {}
+        self.metrics.record_delivery(delivery)
+        for name, d in delivery.items():
+            self.health.set_receiver(name, "failing" if d.get("error") else "ok", d.get("error"), at=finished)
         self.metrics.set_findings(self.store.open_findings_count())
         self.health.set_last_run(run_summary(run))
 
@@ -210,6 +214,9 @@ class Daemon:
             else:
                 self.health.set_provider(name, "unknown", "no cycle has run yet", at=self.clock())
         self.metrics.set_findings(self.store.open_findings_count())
+        for name, d in (((last or {}).get("stats") or {}).get("delivery") or {}).items():
+            self.health.set_receiver(name, "failing" if d.get("error") else "ok", d.get("error"),
+                                     at=last["finished_at"] or self.clock())
         if last:
             self.health.set_last_run(run_summary(last))
             if last.get("finished_at") is not None:

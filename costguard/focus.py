@@ -14,7 +14,7 @@ import os
 import json
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -177,9 +177,10 @@ def _discover_s3(pattern: str, storage_options: dict | None) -> list[str]:
     return found
 
 
-def _glob_local(pattern: str) -> list[str]:
+def _glob_local(pattern: str, folder_aliases: dict[str, list[str]] | None = None) -> list[str]:
     """Files matching a local glob (``**`` = any depth). Unlike ``glob.glob`` a folder that
-    cannot be read is an error, not silently skipped; symlinked folders are followed once."""
+    cannot be read is an error, not silently skipped; symlinked folders are followed once (a
+    second path to a folder already walked is recorded in ``folder_aliases``)."""
     parts = Path(pattern).parts
     fixed = next((i for i, p in enumerate(parts) if re.search(r"[*?\[]", p)), len(parts))
     root = Path(*parts[:fixed]) if fixed else Path(".")
@@ -191,7 +192,7 @@ def _glob_local(pattern: str) -> list[str]:
     rx = _glob_regex("/".join(rest))
     max_depth = None if any("**" in p for p in rest) else len(rest) - 1  # folders below root to enter
     found: list[str] = []
-    visited: set[str] = set()
+    visited: dict[str, str] = {}
 
     def fail(e: OSError) -> None:
         raise DataError(f"{e.filename}: cannot read this folder ({e.strerror}); fix its permissions or narrow the pattern {pattern}")
@@ -199,9 +200,11 @@ def _glob_local(pattern: str) -> list[str]:
     for d, dirs, files in os.walk(root, onerror=fail, followlinks=True):
         real = os.path.realpath(d)
         if real in visited:  # a symlink loop, or a second link to a folder already walked
+            if folder_aliases is not None:
+                folder_aliases.setdefault(visited[real] + "/", []).append(d + "/")
             dirs[:] = []
             continue
-        visited.add(real)
+        visited[real] = d
         rel_dir = os.path.relpath(d, root)
         depth = 0 if rel_dir == "." else rel_dir.count(os.sep) + 1
         dirs[:] = [] if max_depth is not None and depth >= max_depth else sorted(x for x in dirs if not x.startswith("."))
@@ -235,7 +238,7 @@ def discover_files(patterns: Sequence[str], base_dir: Path, storage_options: dic
         elif "://" in pattern:
             raise DataError(f"{pattern}: only local paths and s3:// are supported for export files")
         else:
-            found = _glob_local(str(Path(base_dir) / Path(pattern).expanduser()))
+            found = _glob_local(str(Path(base_dir) / Path(pattern).expanduser()), aliases)
         if not found:
             raise DataError(f"{pattern}: no files match this pattern (looked in {base_dir})")
         for f in found:
@@ -346,12 +349,14 @@ def _check_csv_shape_streaming(path: str, ncols: int) -> bool:
     return False
 
 
-def _scan_csv_streaming(path: str) -> "Scanned":
+def _scan_csv_streaming(path: str, any_format: bool = False) -> "Scanned":
     try:
         lf = pl.scan_csv(path, infer_schema=False, null_values=list(NULL_TOKENS))
         names = lf.collect_schema().names()
     except Exception as e:
         raise DataError(f"{path}: cannot parse CSV: {first_line(e)}") from None
+    if not any_format:
+        _refuse_other_formats(path, names)
     multiline = _check_csv_shape_streaming(path, len(names))
     renames = {n: _clean_header(n) for n in names if _clean_header(n) != n}
     return Scanned(lf.rename(renames) if renames else lf, *_csv_numbering(multiline))
@@ -376,8 +381,11 @@ def scan(path: str, storage_options: dict | None = None, *, stream_csv_above: in
     return scan_file(path, storage_options, stream_csv_above=stream_csv_above).frame
 
 
-def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_above: int = STREAM_CSV_ABOVE) -> Scanned:
+def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_above: int = STREAM_CSV_ABOVE,
+              any_format: bool = False) -> Scanned:
     """Raw read of one export file (.parquet, .csv, .csv.gz/.gz). Read problems raise DataError.
+    A known non-FOCUS billing format is refused unless ``any_format`` (a reader that maps it, e.g.
+    the aws provider's CUR 2.0 reader).
 
     Parquet and large local CSV files are scanned lazily (memory does not grow with the file);
     gzip, remote and small CSV files are read whole, which also lets every problem surface here.
@@ -389,7 +397,7 @@ def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_abov
         except OSError:
             big = False  # reported as "file not found" below
         if big:
-            return _scan_csv_streaming(path)
+            return _scan_csv_streaming(path, any_format)
     if lower.endswith(".parquet"):
         try:
             lf = pl.scan_parquet(path, storage_options=storage_options, hive_partitioning=False)
@@ -398,6 +406,8 @@ def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_abov
             raise DataError(f"{path}: file not found") from None
         except Exception as e:
             raise DataError(f"{path}: not a readable parquet file (truncated or corrupt; re-export it): {first_line(e)}") from None
+        if not any_format:
+            _refuse_other_formats(path, names)
         renames = {n: _clean_header(n) for n in names if _clean_header(n) != n}
         return Scanned(lf.rename(renames) if renames else lf)
     if not (lower.endswith(".csv") or lower.endswith(".gz")):
@@ -421,6 +431,8 @@ def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_abov
         elif "utf-8" in msg.lower() or "utf8" in msg.lower():
             msg = f"not UTF-8 text: {msg}"
         raise DataError(f"{path}: cannot parse CSV: {msg}") from None
+    if not any_format:
+        _refuse_other_formats(path, df.columns)
     multiline = _check_csv_shape(data, df.width, path)
     return Scanned(df.rename({n: _clean_header(n) for n in df.columns}).lazy(), *_csv_numbering(multiline))
 
@@ -521,7 +533,8 @@ def _cleaned_dtype(dtype: pl.DataType, spec: ColumnSpec) -> pl.DataType:
     return dtype
 
 
-def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec, json_map: dict[str, tuple[list[str], list[str | None], list[str | None]]] | None = None) -> pl.Expr:
+def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec, json_map: dict[str, tuple[list[str], list[str | None], list[str | None]]] | None = None,
+           timestamp_formats: Sequence[str] = ()) -> pl.Expr:
     """Parse the cleaned raw column ``name`` into the lake type; unparseable -> null."""
     c = pl.col(name)
     if dtype.is_nested() or dtype == pl.Null:
@@ -549,11 +562,13 @@ def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec, json_map: dict[str, 
         return c.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     if not stringy:
         return pl.lit(None, DATETIME)
-    return c.cast(pl.String).map_batches(_parse_timestamps, return_dtype=DATETIME, is_elementwise=True)
+    formats = tuple(timestamp_formats)
+    return c.cast(pl.String).map_batches(lambda s: _parse_timestamps(s, formats), return_dtype=DATETIME, is_elementwise=True)
 
 
-def _parse_timestamps(s: pl.Series) -> pl.Series:
-    """Try the common dialect first; only a batch with leftovers pays for the other formats."""
+def _parse_timestamps(s: pl.Series, formats: Sequence[str] = ()) -> pl.Series:
+    """Try the common dialect first; only a batch with leftovers pays for the other formats.
+    ``formats`` (a provider's ``timestamp_format``) are tried after ISO 8601."""
     out = s.str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us", strict=False).dt.replace_time_zone("UTC")
     if out.null_count() == s.null_count():
         return out
@@ -562,6 +577,7 @@ def _parse_timestamps(s: pl.Series) -> pl.Series:
         lambda: t.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="us", time_zone="UTC", strict=False),
         lambda: t.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False).dt.replace_time_zone("UTC"),
         lambda: t.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        *(_strptime(s, f) for f in formats),
     )
     for attempt in attempts:
         out = out.fill_null(attempt())
@@ -594,6 +610,16 @@ def _prepare(raw: pl.LazyFrame, file: str) -> tuple[pl.LazyFrame, Any]:
     return raw, schema
 
 
+def _refuse_other_formats(path: str, columns: Sequence[str]) -> None:
+    """A header that is another billing format (and not FOCUS) is named as such right away."""
+    names = [_clean_header(c) for c in columns]
+    version, _ = focus_versions.detect_version(names)
+    if focus_versions.missing_mandatory(names, version):
+        known = known_export(names)
+        if known:
+            raise DataError(f"{path}: this is not a FOCUS file but {known}")
+
+
 def _missing_columns_error(file: str, columns: Sequence[str], missing: Sequence[str]) -> DataError:
     known = known_export(columns)
     if known:
@@ -601,19 +627,21 @@ def _missing_columns_error(file: str, columns: Sequence[str], missing: Sequence[
     return DataError(f"{file}: missing mandatory FOCUS column(s): {', '.join(missing)}")
 
 
-def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
+def _strptime(s: pl.Series, fmt: str) -> Callable[[], pl.Series]:
+    def attempt() -> pl.Series:
+        if "%H" in fmt or "%M" in fmt:
+            return s.str.strip_chars().str.to_datetime(fmt, time_unit="us", strict=False).dt.replace_time_zone("UTC")
+        return s.str.strip_chars().str.to_date(fmt, strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return attempt
+
+
+def normalize(raw: pl.LazyFrame, *, file: str, timestamp_formats: Sequence[str] = ()) -> pl.LazyFrame:
     """Canonical lake columns (``lake_schema()``, in order), every spec violation flagged per
     row, plus ``x_Reject``/``x_RejectValue`` (why a row cannot be stored: a missing or unreadable
     ChargePeriodStart, an unreadable amount) and ``x_Line`` (passed through from ``raw`` when
     present). Rows are never dropped here; the lake stores, rejects or skips each one."""
-    try:
-        schema = raw.collect_schema()
-    except Exception as e:
-        raise DataError(f"{file}: cannot read the file's columns: {first_line(e)}") from None
+    raw, schema = _prepare(raw, file)
     specs = _lake_specs()
-    missing = [c for c in mandatory("1.0") if c not in schema]
-    if missing:
-        raise _missing_columns_error(file, schema.names(), missing)
     present = {n: schema[n] for n in specs if n in schema}
     nested = [n for n, dt in present.items() if dt.is_nested() and specs[n].data_type != "JSON"]
     if nested:
@@ -636,7 +664,7 @@ def normalize(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
         cleaned = cleaned.join(_json_frame(keys, valid, norm, rn), left_on=rn, right_on=f"{rn}_key", how="left", maintain_order="left")
     stage_b = []
     for n, dt in present.items():
-        stage_b.append(_parse(raw_name[n], _cleaned_dtype(dt, specs[n]), specs[n], json_map).alias(n))
+        stage_b.append(_parse(raw_name[n], _cleaned_dtype(dt, specs[n]), specs[n], json_map, timestamp_formats).alias(n))
     if "Tags" in present and raw_name["Tags"] in json_map:
         x_tags = pl.col(f"{raw_name['Tags']}_norm")
     else:
@@ -697,13 +725,13 @@ def _reject_exprs(present: dict[str, pl.DataType], raw_name: dict[str, str]) -> 
     return reason.otherwise(pl.lit(None, pl.String)), value.otherwise(pl.lit(None, pl.String))
 
 
-def file_days(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
+def file_days(raw: pl.LazyFrame, *, file: str, timestamp_formats: Sequence[str] = ()) -> pl.LazyFrame:
     """The distinct UTC days of ChargePeriodStart (cheap: one column), as ``x_ChargeDate``;
     a null stands for rows whose ChargePeriodStart is missing or unreadable."""
     raw, schema = _prepare(raw, file)
     spec = _columns(LAKE_VERSION)["ChargePeriodStart"]
     dt = schema["ChargePeriodStart"]
-    parsed = _parse("__raw", _cleaned_dtype(dt, spec), spec)
+    parsed = _parse("__raw", _cleaned_dtype(dt, spec), spec, None, timestamp_formats)
     return (
         raw.select(_clean_raw("ChargePeriodStart", dt, spec).alias("__raw"))
         .select(parsed.dt.date().alias("x_ChargeDate"))
@@ -711,33 +739,36 @@ def file_days(raw: pl.LazyFrame, *, file: str) -> pl.LazyFrame:
     )
 
 
-# Columns that identify other billing formats, and the provider type that reads each.
-_KNOWN_EXPORTS: tuple[tuple[str, frozenset[str], str], ...] = (
-    ("an AWS Cost and Usage Report (CUR 2.0 / Data Exports)", frozenset({"line_item_unblended_cost", "line_item_usage_start_date"}),
-     "use a provider of type aws with costs: {source: cur2_export}"),
-    ("a legacy AWS Cost and Usage Report (CUR)", frozenset({"lineItem/UnblendedCost", "lineItem/UsageStartDate"}),
-     "re-export it as AWS Data Exports (FOCUS 1.2 or CUR 2.0) and use a provider of type aws"),
-    ("an Azure cost export (EA / pay-as-you-go)", frozenset({"CostInBillingCurrency", "MeterCategory"}),
-     "use a provider of type azure, or export the FocusCost dataset instead"),
-    ("an Azure cost export (EA, older schema)", frozenset({"Cost", "MeterCategory", "SubscriptionGuid"}),
-     "use a provider of type azure, or export the FocusCost dataset instead"),
-    ("an Azure cost export (MCA)", frozenset({"costInBillingCurrency", "meterCategory"}),
-     "use a provider of type azure, or export the FocusCost dataset instead"),
-    ("a Google Cloud BigQuery billing export", frozenset({"billing_account_id", "usage_start_time", "cost"}),
-     "use a provider of type gcp with billing_export_table"),
-    ("a Google Cloud BigQuery billing export (flattened)", frozenset({"billing_account_id", "service.description", "cost"}),
-     "use a provider of type gcp with billing_export_table"),
-    ("an OCI cost report", frozenset({"lineItem/referenceNo", "cost/myCost"}),
-     "export OCI FOCUS reports (FOCUS CSV) instead; the focus type reads them"),
+# Columns that identify other billing formats (lower-cased; a localised header such as
+# "Kategorie der Verbrauchseinheit (MeterCategory)" counts by the name in parentheses), what must
+# be there, one of which must be there, and the provider type that reads the format.
+_KNOWN_EXPORTS: tuple[tuple[str, frozenset[str], frozenset[str], str], ...] = (
+    ("an AWS Cost and Usage Report 2.0 (Data Exports)", frozenset({"line_item_unblended_cost", "line_item_usage_start_date"}),
+     frozenset(), "use a provider of type aws with costs: {source: cur2_export}, or export FOCUS 1.2 instead"),
+    ("a legacy AWS Cost and Usage Report (CUR)", frozenset({"lineitem/unblendedcost", "lineitem/usagestartdate"}),
+     frozenset(), "re-export it with AWS Data Exports (FOCUS 1.2 or CUR 2.0) and use a provider of type aws"),
+    ("an Azure cost details export (EA / MCA / pay-as-you-go)", frozenset({"metercategory"}),
+     frozenset({"cost", "costinbillingcurrency", "pretaxcost"}),
+     "use a provider of type azure, or export the FocusCost dataset from Cost Management instead"),
+    ("a Google Cloud billing export", frozenset({"billing_account_id", "cost"}),
+     frozenset({"usage_start_time", "usage_start_time_utc"}), "use a provider of type gcp with billing_export_table"),
+    ("an OCI cost report", frozenset({"lineitem/referenceno", "cost/mycost"}), frozenset(),
+     "use OCI's FOCUS cost reports instead (FOCUS CSV); the focus type reads them"),
 )
 
 
+def _header_key(name: str) -> str:
+    name = name.strip().lstrip("\ufeff")
+    m = re.search(r"\(([^()]+)\)\s*$", name)
+    return (m.group(1) if m else name).strip().lower()
+
+
 def known_export(columns: Sequence[str]) -> str | None:
-    """``"an AWS Cost and Usage Report …; use a provider of type aws …"`` when ``columns`` look
-    like a known non-FOCUS billing export, else None."""
-    have = {c.strip().lstrip("\ufeff") for c in columns}
-    for what, needs, fix in _KNOWN_EXPORTS:
-        if needs <= have:
+    """``"looks like an AWS Cost and Usage Report …: use a provider of type aws …"`` when
+    ``columns`` look like a known non-FOCUS billing export, else None."""
+    have = {_header_key(c) for c in columns}
+    for what, needs, one_of, fix in _KNOWN_EXPORTS:
+        if needs <= have and (not one_of or one_of & have):
             return f"looks like {what}: {fix}"
     return None
 

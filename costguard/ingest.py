@@ -167,13 +167,13 @@ def ingest_source(
         if res.api_requests:
             progress(f"{provider.name}: {sum(res.api_requests.values()):,} API request(s)"
                      + (f", {sum(res.paid_requests.values()):,} of them paid" if res.paid_requests else ""))
-        if res.ledger.rows_rejected:
-            res.problems.append(f"{res.ledger.rows_rejected:,} row(s) rejected: "
-                                + "; ".join(f"{k} ({v.count:,})" for k, v in sorted(res.ledger.rejected.items())))
+        rejected = (f"{res.ledger.rows_rejected:,} row(s) rejected: "
+                    + "; ".join(f"{k} ({v.count:,})" for k, v in sorted(res.ledger.rejected.items()))) if res.ledger.rows_rejected else None
         if st.state not in (ConnectionStatus.OK, ConnectionStatus.UNKNOWN, ConnectionStatus.PARTIAL):
             res.status, res.detail = str(st.state), st.detail
-        elif res.problems or st.state == ConnectionStatus.PARTIAL:
-            res.status, res.detail = str(ConnectionStatus.PARTIAL), "; ".join(res.problems) or st.detail
+        elif res.problems or rejected or st.state == ConnectionStatus.PARTIAL:
+            res.status = str(ConnectionStatus.PARTIAL)
+            res.detail = "; ".join([*res.problems, *([rejected] if rejected else [])]) or st.detail
         else:
             res.status, res.detail = str(ConnectionStatus.OK), st.detail
     except CycleCancelled:

@@ -165,12 +165,14 @@ class IngestLedger:
             "problems": self.problems,
         }
 
-    def summary_lines(self) -> list[str]:
-        """What the cycle summary prints under the source."""
-        out = [f"read {self.rows_read:,} rows from {len(self.origins)} file(s): {self.rows_stored:,} stored, "
+    def summary_lines(self, *, landed: bool = True) -> list[str]:
+        """What the cycle summary prints under the source (``landed=False``: a dry run or a
+        backtest, whose rows were checked but not stored)."""
+        stored = "stored" if landed else "would be stored"
+        out = [f"read {self.rows_read:,} rows from {len(self.origins)} file(s): {self.rows_stored:,} {stored}, "
                f"{self.rows_rejected:,} rejected, {self.rows_skipped:,} skipped"]
         for cur, m in sorted(self.money.items()):
-            line = f"BilledCost {cur}: read {_amt(m.read)}, stored {_amt(m.stored)}"
+            line = f"BilledCost {cur}: read {_amt(m.read)}, {stored} {_amt(m.stored)}"
             if m.rejected:
                 line += f", rejected {_amt(m.rejected)}"
             if m.skipped:

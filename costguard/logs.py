@@ -26,6 +26,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
     "REDACTED",
+    "add_known_secrets",
     "configure_logging",
     "get_logger",
     "is_secret_key",
@@ -75,8 +76,24 @@ def is_secret_key(key: object) -> bool:
     return any(part in k for part in _SECRET_KEY_PARTS)
 
 
+_KNOWN_SECRETS: set[str] = set()
+_MIN_SECRET_LEN = 6  # shorter values would blank out ordinary words
+
+
+def add_known_secrets(values: Any) -> None:
+    """Register secret values (tokens, webhook URLs, passwords read from ``${ENV}`` or
+    ``*_file``) so that ``redact_text`` (and so every log line, health detail and stored error)
+    replaces them wherever they appear, whole."""
+    for v in values:
+        if isinstance(v, str) and len(v.strip()) >= _MIN_SECRET_LEN:
+            _KNOWN_SECRETS.add(v.strip())
+
+
 def redact_text(text: str) -> str:
-    """Remove URL passwords and secret query parameters from a string."""
+    """Remove known secret values, URL passwords and secret query parameters from a string."""
+    for secret in sorted(_KNOWN_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
     if "://" in text:
         text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}{REDACTED}@", text)
     if "=" in text:

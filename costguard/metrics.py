@@ -85,6 +85,12 @@ class Metrics:
             ["provider", "api"],
             registry=r,
         )
+        self.notifications_total = Counter(
+            "costguard_notifications",
+            "Notifications by receiver and outcome (sent, failed, muted, suppressed), one per finding change.",
+            ["receiver", "outcome"],
+            registry=r,
+        )
         self._findings_lock = threading.Lock()
         self._findings_labels: set[tuple[str, str]] = set()
 
@@ -120,6 +126,14 @@ class Metrics:
             for (kind, severity), n in counts.items():
                 self.findings_open.labels(str(kind), str(severity)).set(n)
             self._findings_labels = new
+
+    def record_delivery(self, delivery: Mapping[str, Mapping[str, object]]) -> None:
+        """Count one cycle's delivery: ``{receiver: {"sent": n, "failed": n, ...}}`` (run stats)."""
+        for receiver, counts in delivery.items():
+            for outcome in ("sent", "failed", "muted", "suppressed"):
+                n = counts.get(outcome) or 0
+                if isinstance(n, int) and n > 0:
+                    self.notifications_total.labels(str(receiver), outcome).inc(n)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition payload and its content type."""

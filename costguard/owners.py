@@ -16,13 +16,25 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costguard import yamlsrc
 from costguard.errors import ConfigError
 from costguard.model import Finding
+
+
+class TeamBudget(BaseModel):
+    """A team's own budget: evaluated by a ``budget`` rule with ``teams: true``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    amount: Decimal = Field(gt=0)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    period: Literal["month", "quarter", "week", "year"] = "month"
 
 
 class TeamConfig(BaseModel):
@@ -31,6 +43,7 @@ class TeamConfig(BaseModel):
     accounts: list[str] = Field(default_factory=list)
     contact: str | None = None
     receivers: list[str] = Field(default_factory=list)
+    budget: TeamBudget | None = None
 
 
 class OwnersConfig(BaseModel):
@@ -106,4 +119,30 @@ class OwnerResolver:
         return None, "unowned: no tag, account or default owner matched"
 
     def apply(self, findings: list[Finding], tags_of: Mapping[str, str | None]) -> list[Finding]:
-        return [f.with_owner(*self.resolve(f, tags_of)) for f in findings]
+        """Every finding with its owner; a finding a rule already gave an owner (a team's own
+        budget) keeps it."""
+        return [f if f.owner else f.with_owner(*self.resolve(f, tags_of)) for f in findings]
+
+
+def owner_expr(cfg: OwnersConfig) -> pl.Expr:
+    """The owning team of each cost-rollup row, in the resolver's order: the first ``tag_keys``
+    tag whose value names a team (any value, when no teams are configured), then the account
+    (``SubAccountId``, then ``BillingAccountId``), then ``default``. Null when nothing claims it."""
+    by_value: dict[str, str] = {}
+    for team, t in cfg.teams.items():
+        by_value[team.strip().lower()] = team
+        for v in t.tag_values:
+            by_value[v.strip().lower()] = team
+    choices: list[pl.Expr] = []
+    for key in cfg.tag_keys:
+        raw = pl.col("x_Tags").str.json_path_match(f"$[{json.dumps(key.strip().lower(), ensure_ascii=False)}]")
+        if cfg.teams:
+            choices.append(raw.str.strip_chars().str.to_lowercase().replace_strict(by_value, default=None, return_dtype=pl.String))
+        else:
+            choices.append(pl.when(raw.str.strip_chars() != "").then(raw))
+    accounts = {a: team for team, t in cfg.teams.items() for a in t.accounts}
+    for col in ("SubAccountId", "BillingAccountId"):
+        if accounts:
+            choices.append(pl.col(col).replace_strict(accounts, default=None, return_dtype=pl.String))
+    choices.append(pl.lit(cfg.default, pl.String))
+    return pl.coalesce(choices)

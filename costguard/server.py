@@ -40,6 +40,7 @@ class HealthState:
         self._lock = threading.Lock()
         self._ready = False
         self._providers: dict[str, dict[str, Any]] = {}
+        self._receivers: dict[str, dict[str, Any]] = {}
         self._last_run: dict[str, Any] | None = None
 
     def set_ready(self, ready: bool) -> None:
@@ -56,6 +57,12 @@ class HealthState:
         with self._lock:
             self._providers[source] = entry
 
+    def set_receiver(self, name: str, status: str, detail: str | None, *, at: datetime) -> None:
+        """Record a receiver's delivery state (``ok`` or ``failing``) and why."""
+        entry = {"status": status, "detail": None if detail is None else redact_text(str(detail)), "at": _iso(at)}
+        with self._lock:
+            self._receivers[name] = entry
+
     def set_last_run(self, run: dict[str, Any]) -> None:
         """Record the last cycle's summary (run_id, status, started/finished, counts...)."""
         safe = redact_value(deepcopy(dict(run)))
@@ -66,13 +73,16 @@ class HealthState:
         """``{"ready", "status", "providers", "last_run"}``; a copy, safe to mutate."""
         with self._lock:
             providers = {k: dict(v) for k, v in self._providers.items()}
+            receivers = {k: dict(v) for k, v in self._receivers.items()}
             last_run = deepcopy(self._last_run)
             ready = self._ready
-        degraded = any(p["status"] not in _HEALTHY for p in providers.values())
+        degraded = any(p["status"] not in _HEALTHY for p in providers.values()) or \
+            any(r["status"] not in _HEALTHY for r in receivers.values())
         return {
             "ready": ready,
             "status": "degraded" if degraded else "ok",
             "providers": providers,
+            "receivers": receivers,
             "last_run": last_run,
         }
 
@@ -93,6 +103,7 @@ def _handler_class(health: HealthState, metrics: Metrics) -> type[BaseHTTPReques
                         {
                             "status": snap["status"],
                             "providers": snap["providers"],
+                            "receivers": snap["receivers"],
                             "last_run": snap["last_run"],
                         },
                     )

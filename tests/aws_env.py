@@ -215,21 +215,31 @@ import boto3  # noqa: E402
 import pytest  # noqa: E402
 
 
+_SERVER: dict[str, Any] = {}
+
+
+def moto_server() -> str:
+    """moto's server for this test process, started on first use (127.0.0.1, a free port)."""
+    if "endpoint" not in _SERVER:
+        os.environ.update(CREDS)
+        os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
+        import atexit
+        import logging
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        srv.start()
+        atexit.register(srv.stop)
+        host, port = srv.get_host_and_port()
+        _SERVER.update(server=srv, endpoint=f"http://{host}:{port}")
+    return _SERVER["endpoint"]
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    for k, v in CREDS.items():
-        os.environ.setdefault(k, v)
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    srv = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    srv.start()
-    host, port = srv.get_host_and_port()
-    yield f"http://{host}:{port}"
-    srv.stop()
+    return moto_server()
 
 
 class World:

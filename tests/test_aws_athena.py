@@ -24,7 +24,8 @@ from aws_exports import put_export, sample_aws, typed_focus  # noqa: E402
 from conftest import write_config  # noqa: E402
 from costguard import focus, rollup, rollup_sql  # noqa: E402
 from costguard.model import Window  # noqa: E402
-from costguard.providers.aws.athena import AthenaSource, PullFailed, results_frame, to_focus_rows  # noqa: E402
+from costguard.providers.aws.athena import AthenaSource, results_frame, to_focus_rows  # noqa: E402
+from costguard.providers.aws.clients import PullFailed  # noqa: E402
 from costguard.providers.aws.config import AthenaCosts  # noqa: E402
 from costguard.providers.aws.exports import ExportReader  # noqa: E402
 from costguard.providers.base import Horizon  # noqa: E402

@@ -105,7 +105,8 @@ def test_a_cur2_file_read_as_focus_says_which_source_to_use(cli, tmp_path, world
     put_export(s3, "billing", ROOT, "x", "2024-09", [to_cur2(sample_aws())])
     cfg = aws_config(tmp_path, world, f'{{source: focus_export, uri: "s3://billing/{ROOT}"}}')
     r = cli("run", "--once", "-c", cfg, "--as-of", "2024-10-15", expect=3)
-    assert "this is a CUR 2.0 export; set costs: {source: cur2_export}" in r.stdout
+    assert "this is not a FOCUS file but looks like an AWS Cost and Usage Report 2.0" in r.stdout
+    assert "costs: {source: cur2_export}" in r.stdout
     assert cli.json("costs", "-c", cfg, "--by", "ProviderName") == []
 
 
@@ -228,3 +229,27 @@ def test_sts_failing_after_the_costs_keeps_the_costs_and_reports_the_rest(cli, t
     r = cli("run", "--once", "-c", cfg, "--as-of", "2024-10-15", expect=3)
     assert "source aws-billing: PARTIAL" in r.stdout and "inventory not read" in r.stdout and "budgets not read" in r.stdout
     assert abs(lake_total(cli, cfg)[("AWS", "USD")] - Decimal("18.006639")) < Decimal("0.000001")
+
+
+def test_spool_files_live_as_long_as_their_parts(tmp_path, world):
+    import gc
+    from datetime import date
+
+    from costguard.model import Window
+    from costguard.providers.aws.exports import ExportReader
+    from costguard.providers.base import Horizon
+
+    s3 = world.client("s3")
+    s3.create_bucket(Bucket="billing")
+    typed = typed_focus(sample_aws())
+    put_export(s3, "billing", ROOT, "costguard-focus", "2024-09", [typed.slice(0, 400), typed.slice(400)])
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    reader = ExportReader(f"s3://billing/{ROOT}", "focus", lambda: world.client("s3"), backfill_days=90, chunk_rows=300, spool=str(spool))
+    parts = list(reader.costs([Window(date(2024, 9, 1), date(2024, 10, 1))], Horizon(date(2024, 10, 15))))
+    assert len(parts) == 4 and sum(p.rows_read for p in parts) == 942  # 400 → 300 + 100, 542 → 300 + 242
+    assert sum(p.rows.collect().height for p in parts) == 942  # every part still readable after the generator ended
+    assert len(list(spool.rglob("*.parquet"))) == 2
+    del parts
+    gc.collect()
+    assert list(spool.iterdir()) == []  # the files and their folder went with the last part

@@ -95,9 +95,12 @@ def build(world, tmp_path: Path) -> dict:
   group_by: [SubAccountId]
   resource_cost_floor: 0
 - id: aws-budgets
-  kind: cloud-budget
+  kind: budget
   severity: warning
-  filter: {ProviderName: AWS}
+  native: true
+  thresholds:
+    - {on: actual, percent: 100, severity: critical}
+    - {on: forecast, percent: 100, severity: warning}
 """)
     made["config"] = write_config(tmp_path, f"""
         state: {{url: "sqlite:///state.db", lake: lake}}
@@ -133,8 +136,8 @@ def test_run_once_against_moto_gives_priced_findings_per_member_account(cli, tmp
     assert len(budget) == 1
     b = budget[0]
     assert b["account_id"] == m[0] and b["monthly_cost"] == 130 and b["evidence"]["amount"] == 100
-    assert b["evidence"]["actual"] == 130 and b["evidence"]["forecast"] == 150 and b["evidence"]["threshold_percent"] == 80
-    assert b["monthly_savings"] is None and b["source"] == "aws-org"
+    assert b["evidence"]["actual"] == 130 and b["evidence"]["forecast"] == 150 and b["severity"] == "critical"
+    assert b["monthly_savings"] is None and b["source"] == "aws-org" and b["provider"] == "AWS"
     # the inventory columns the idle and rightsizing rules read
     inv = pl.read_parquet(tmp_path / "lake" / "inventory" / "source=aws-org" / "snapshot.parquet")
     row = {r["resource_id"]: r for r in inv.iter_rows(named=True)}

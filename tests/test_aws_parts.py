@@ -1,5 +1,5 @@
 """The aws provider's parts that need no AWS: config errors, the IAM files, error classes, the
-CUR 2.0 mapping of text exports, the rollup SQL, and the cloud-budget rule kind."""
+CUR 2.0 mapping of text exports, the rollup SQL, and AWS budgets in the budget rule."""
 
 from __future__ import annotations
 
@@ -148,56 +148,27 @@ def test_rollup_sql_selects_null_for_missing_keys_and_rejects_unknown_dialects()
         rollup_sql.rollup_query("db.t", ["BilledCost"], start=date(2026, 1, 1), end=date(2026, 1, 2), dialect="duckdb")
 
 
-# ---- the cloud-budget rule kind ---------------------------------------------------------------------
+# ---- AWS budgets in the budget rule -------------------------------------------------------------------
 
 
-def rules(tmp_path: Path, body: str):
-    (tmp_path / "r.yaml").write_text(body)
-    return load_rules(["r.yaml"], base_dir=tmp_path)
-
-
-def budget(**kw) -> NativeBudget:
-    base = dict(source="aws-org", name="team-x", amount=Decimal(1000), currency="USD", period="month",
-                actual=Decimal(850), forecast=Decimal(1200), provider="AWS", account_id="111122223333",
-                read_on=date(2026, 11, 20))
-    base.update(kw)
-    return NativeBudget(**base)
-
-
-def evaluate(rule_list, as_of: date, budgets) -> list:
-    ctx = RuleContext(as_of=as_of, costs=pl.LazyFrame(), budgets=tuple(budgets))
-    return [f for r in rule_list for f in r.impl.evaluate(r, ctx)]
-
-
-def test_cloud_budget_native_thresholds_percent_and_absolute(tmp_path):
-    [rule] = rules(tmp_path, "- {id: b, kind: cloud-budget, severity: warning}\n")
-    b = budget(thresholds=({"on": "actual", "value": Decimal(80), "type": "percent", "comparison": "gt"},
-                           {"on": "forecast", "value": Decimal(1100), "type": "absolute", "comparison": "gt"},
-                           {"on": "actual", "value": Decimal(100), "type": "percent", "comparison": "gt"}))
-    [f] = evaluate([rule], date(2026, 11, 20), [b])
-    assert f.kind == "budget" and f.account_id == "111122223333" and f.severity == "warning"
-    assert f.monthly_cost == 850 and f.monthly_savings is None
-    assert f.evidence["threshold_percent"] == 110 and f.evidence["on"] == "forecast"  # the highest one crossed
-    assert [c["percent"] for c in f.evidence["thresholds_crossed"]] == [80, 110]
-    assert f.evidence["period"] == {"kind": "month", "start": "2026-11-01", "end": "2026-12-01"}
-
-
-def test_cloud_budget_defaults_when_the_budget_has_no_alerts_and_skips_other_periods(tmp_path):
-    [rule] = rules(tmp_path, "- {id: b, kind: cloud-budget, severity: info}\n")
-    [f] = evaluate([rule], date(2026, 11, 30), [budget()])
-    assert f.severity == "warning" and f.evidence["on"] == "forecast" and f.evidence["threshold_origin"] == "default"
-    over = budget(actual=Decimal(1001))
-    assert evaluate([rule], date(2026, 11, 30), [over])[0].severity == "critical"
-    assert evaluate([rule], date(2026, 10, 31), [over]) == []  # a backtest of October: November's spend says nothing
-    assert evaluate([rule], date(2026, 11, 30), [budget(actual=Decimal(10), forecast=Decimal(20))]) == []
-
-
-def test_cloud_budget_filters_by_account_and_refuses_cost_columns(tmp_path):
-    one, bad = rules(tmp_path, """
-- {id: one, kind: cloud-budget, severity: warning, filter: {SubAccountId: "222233334444"}}
-- {id: bad, kind: cloud-budget, severity: warning, filter: {ServiceName: EC2}}
+def test_native_budget_findings_belong_to_the_budgets_account(tmp_path):
+    (tmp_path / "r.yaml").write_text("""
+- id: cloud-budgets
+  kind: budget
+  severity: warning
+  native: true
+  thresholds:
+    - {on: actual, percent: 100, severity: critical}
+    - {on: forecast, percent: 100, severity: warning}
 """)
-    budgets = [budget(), budget(account_id="222233334444", name="other", actual=Decimal(2000))]
-    assert [f.account_id for f in evaluate([one], date(2026, 11, 20), budgets)] == ["222233334444"]
-    with pytest.raises(ValueError, match="cloud-budget filters by x_Source, ProviderName, SubAccountId, BillingCurrency only"):
-        evaluate([bad], date(2026, 11, 20), budgets)
+    [rule] = load_rules(["r.yaml"], base_dir=tmp_path)
+    over = NativeBudget(source="aws-org", name="team-x", amount=Decimal(100), currency="USD", period="month",
+                        actual=Decimal(130), forecast=Decimal(150), provider="AWS", account_id="222233334444",
+                        thresholds=({"on": "actual", "value": Decimal(80), "type": "percent", "comparison": "gt"},),
+                        read_on=date(2026, 11, 20))
+    under = NativeBudget(source="aws-org", name="team-y", amount=Decimal(100), currency="USD", period="month",
+                         actual=Decimal(10), forecast=Decimal(20), provider="AWS", account_id="333344445555")
+    ctx = RuleContext(as_of=date(2026, 11, 20), costs=pl.LazyFrame(), budgets=(over, under))
+    [f] = rule.impl.evaluate(rule, ctx)
+    assert (f.account_id, f.provider, f.severity, f.monthly_cost, f.monthly_savings) == ("222233334444", "AWS", "critical", 130, None)
+    assert f.evidence["actual"] == 130 and f.evidence["forecast"] == 150 and f.evidence["amount"] == 100

@@ -222,7 +222,7 @@ def test_budget_finding_and_dry_run(cli, tmp_path):
     assert f["evidence"]["actual"] == 570.0
     assert f["evidence"]["forecast"] == 1200.0
     assert f["severity"] == "critical" and f["evidence"]["threshold_percent"] == 100.0
-    assert f["monthly_savings"] == 200.0
+    assert f["monthly_savings"] is None and f["evidence"]["overage"]["forecast"] == 200.0
 
 
 def test_snooze_and_findings_formats(cli, tmp_path):

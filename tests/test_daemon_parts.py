@@ -169,7 +169,7 @@ def test_healthz_reports_providers_and_degrades(server):
     _, health, _, client = server
     r = client.get("/healthz")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "providers": {}, "last_run": None}
+    assert r.json() == {"status": "ok", "providers": {}, "receivers": {}, "last_run": None}
 
     health.set_provider("exports", "ok", None, at=T0)
     health.set_provider("aws-org", "unknown", None, at=T0)

@@ -363,7 +363,8 @@ def test_month_forecast_ignores_trailing_partial_day(tmp_path):
     assert (ev["on"], ev["threshold_percent"], f.severity) == ("forecast", D(100), "warning")
     assert ev["last_data_day"] == "2024-01-11"
     assert ev["period"] == {"kind": "month", "start": "2024-01-01", "end": "2024-02-01"}
-    assert f.monthly_cost == D(1020) and f.monthly_savings == D(100)
+    assert f.monthly_cost == D(1020) and f.monthly_savings is None  # a breach is not a saving
+    assert f.evidence["overage"] == {"actual": D(0), "forecast": D(100)}
     assert f.title == "AWS monthly budget: forecast $3,100 is 103% of $3,000"
     assert f.provider == "AWS" and f.kind == "budget" and f.currency == "USD"
     assert f.fingerprint == fingerprint("aws-budget", "AWS", None, "period:2024-01-01")
@@ -440,10 +441,13 @@ def test_engine_isolates_failing_rule(tmp_path):
     eur = RuleInstance("eur", "budget", "info", None, {}, good.params, good.impl, "x.yaml", 2)
     rows = JAN + [row(date(2024, 1, 3), 5, currency="EUR", provider="Microsoft")]
     res = evaluate([bad, good, eur], RuleContext(as_of=date(2024, 1, 11), costs=frame(rows)))
-    assert res.errors["boom"] == "RuntimeError: kaput"
-    assert "EUR" in res.errors["eur"]  # a USD budget refuses to add up EUR costs
-    assert res.evaluated == {"aws-budget"}
-    assert [f.rule for f in res.findings] == ["aws-budget"]
+    assert res.errors == {"boom": "RuntimeError: kaput"}
+    assert res.evaluated == {"aws-budget", "eur"}
+    by_rule = {f.rule: f for f in res.findings}
+    # a USD budget never adds EUR to USD: the EUR spend is left out, and the finding says so
+    assert by_rule["eur"].evidence["excluded"] == {"EUR": D(5)}
+    assert "Leaves out €5.00 spent in EUR" in by_rule["eur"].summary
+    assert by_rule["eur"].evidence["actual"] == by_rule["aws-budget"].evidence["actual"]
 
 
 def test_rules_do_not_mutate_inputs(tmp_path):

@@ -17,7 +17,10 @@ from costguard.errors import StoreError
 from costguard.model import Finding, fingerprint
 from costguard.store import FINDING_KEYS, FindingLookupError, ReconcileResult, Store
 from costguard.store.migrate import head_revision
+from costguard.store.lifecycle import plan_reconcile
+from costguard.store.schema import findings as findings_table
 from costguard.store.schema import metadata
+from sqlalchemy import insert
 
 UTC = timezone.utc
 T1 = datetime(2024, 3, 1, 6, 0, tzinfo=UTC)
@@ -58,7 +61,7 @@ def reconcile(store: Store, findings, now, rules=("r-tag",), **kw) -> ReconcileR
 
 def test_fresh_file_gets_schema_at_head(url, tmp_path):
     with Store.open(url) as s:
-        assert s.schema_revision() == head_revision() == "0002"
+        assert s.schema_revision() == head_revision() == "0003"
     assert (tmp_path / "nested/dir/state.db").exists()
     engine = create_engine(url)
     assert TABLES <= set(inspect(engine).get_table_names())
@@ -90,7 +93,10 @@ def test_reopen_keeps_data(url):
 def test_store_at_0001_then_upgraded_keeps_rows(url):
     s = Store(url)  # no migration yet
     s.upgrade("0001")
-    reconcile(s, [make("r-tag", "a", "12.34")], T1)
+    # a finding as the 0001 code wrote it (no outbox then): the plan's rows, inserted as they are
+    plan = plan_reconcile([make("r-tag", "a", "12.34")], {}, run_id="r1", now=T1, evaluated_rules={"r-tag"})
+    with s.transaction(write=True) as conn:
+        conn.execute(insert(findings_table), plan.inserts)
     s.close()
     with Store.open(url) as s:
         assert s.schema_revision() == head_revision()
@@ -381,12 +387,27 @@ def test_ambiguous_prefix(store):
 # ---- ledger ----------------------------------------------------------------------------------
 
 
-def test_ledger_records_each_send_once(store):
-    assert not store.ledger_has("g1", "slack-payments", "new")
-    assert store.record_sent("g1", "slack-payments", "new", sent_at=T1, fingerprint="fp", run_id="r1",
-                             receiver_data={"ts": "1712.55"})  # fmt: skip
-    assert store.ledger_has("g1", "slack-payments", "new")
-    assert not store.record_sent("g1", "slack-payments", "new", sent_at=T2, run_id="r2")
-    assert store.record_sent("g1", "slack-payments", "regressed", sent_at=T2, episode="1")
-    assert store.record_sent("g1", "slack-payments", "regressed", sent_at=T3, episode="2")
-    assert [e["receiver_data"] for e in store.ledger_entries(fingerprint="fp")] == [{"ts": "1712.55"}]
+def test_reconcile_writes_the_outbox_in_the_same_transaction_and_the_ledger_settles_once(store):
+    from costguard.notify.model import Item, Message
+    from costguard.store.delivery import DeliveryStore
+
+    d = DeliveryStore(store)
+    reconcile(store, [make("r-tag", "a"), make("r-tag", "b")], T1)
+    pending = d.pending()
+    assert [(n.event, n.finding["resource_id"]) for n in pending] == [("new", "a"), ("new", "b")]
+    assert pending[0].finding["monthly_cost"] == Decimal("100")  # the snapshot keeps exact money
+    reconcile(store, [], T2, persist=False)
+    assert len(d.pending()) == 2  # a dry run writes no outbox row either
+    n = pending[0]
+    m = Message("slack-payments", f"owner=-|fingerprint={n.fingerprint}", {"owner": "-"},
+                (Item(n.fingerprint, "new", n.finding, (n.id,)),), "m1")
+    d.plan(m, run_id="r1", at=T1)
+    assert d.in_flight() == {(n.id, "slack-payments")}
+    d.record_sent(m, state={"ts": "1712.55"}, run_id="r1", at=T1)
+    d.record_sent(m, state={"ts": "1712.55"}, run_id="r1", at=T1)  # a second commit adds nothing
+    assert [e["outcome"] for e in d.ledger_entries(fingerprint=n.fingerprint)] == ["sent"]
+    assert d.state("slack-payments", m.group_key) == {"ts": "1712.55"}
+    assert d.in_flight() == set()
+    assert d.settled([n.id]) == {(n.id, "slack-payments")}
+    d.mark_done([n.id], T1)
+    assert [x.id for x in d.pending()] == [pending[1].id]

@@ -1,24 +1,31 @@
-"""The console receiver: a grouped, readable account of what changed in a cycle."""
+"""The console receiver: a grouped, readable account of what changed in a cycle.
+
+It is a receiver on the delivery pipeline like any other (its notifications are settled in the
+ledger), that takes every finding (``catch_all``) in one message per cycle.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Any, Literal, TextIO
+from typing import Any, ClassVar, Literal, TextIO
 
+from costguard.build import BuildContext
 from costguard.model import SEVERITY_RANK, money
 from costguard.notify.base import RECEIVERS, ReceiverConfig
-from costguard.build import BuildContext
+from costguard.notify.model import Message, Sent
+from costguard.notify.render import hint
 
-EVENT_ORDER = ("new", "regressed", "updated", "unsnoozed", "resolved")
+EVENT_ORDER = ("new", "regressed", "updated", "unsnoozed", "repeat", "resolved")
 EVENT_TITLE = {
     "new": "NEW",
     "regressed": "BACK AGAIN (regressed)",
     "updated": "CHANGED",
     "unsnoozed": "SNOOZE ENDED",
+    "repeat": "STILL OPEN (reminder)",
     "resolved": "RESOLVED",
 }
-EVENT_WORD = {"new": "new", "regressed": "back again", "updated": "changed", "unsnoozed": "snooze ended", "resolved": "resolved"}
+EVENT_WORD = {"new": "new", "regressed": "back again", "updated": "changed", "unsnoozed": "snooze ended",
+              "repeat": "still open", "resolved": "resolved"}
 
 
 def _amount(v: Any, currency: str) -> str:
@@ -34,6 +41,7 @@ class ConsoleConfig(ReceiverConfig):
     ```
     """
 
+    default_group_by: ClassVar[tuple[str, ...] | None] = None
     type: Literal["console"] = "console"
     group_by: Literal["owner", "rule", "kind"] = "owner"
 
@@ -44,12 +52,20 @@ class ConsoleConfig(ReceiverConfig):
 class ConsoleNotifier:
     """Prints changes grouped by owner (or rule / kind), most severe and most expensive first."""
 
+    group_by = None     # one message per cycle: the whole account
+    catch_all = True    # every finding, whatever the routes say
+    fixed_grouping = True
+
     def __init__(self, out: TextIO, *, group_by: str = "owner", name: str = "console") -> None:
         self.out = out
-        self.group_by = group_by
+        self.display_by = group_by
         self.name = name
 
-    def deliver(self, changes: Sequence[tuple[str, dict]], *, dry_run: bool = False) -> int:
+    def send(self, message: Message) -> Sent:
+        self.print([(i.event, dict(i.finding)) for i in message.items])
+        return Sent()
+
+    def print(self, changes: list[tuple[str, dict]]) -> int:
         w = self.out.write
         relevant = [(e, f) for e, f in changes if e in EVENT_TITLE]
         if not relevant:
@@ -57,14 +73,12 @@ class ConsoleNotifier:
             return 0
         counts = {e: sum(1 for x, _ in relevant if x == e) for e in EVENT_ORDER}
         w("\nthis cycle: " + " · ".join(f"{counts[e]} {EVENT_WORD[e]}" for e in EVENT_ORDER if counts[e]) + "\n")
-        if dry_run:
-            w("[dry run] nothing is delivered or stored; this is what would be sent:\n")
         groups: dict[str, list[tuple[str, dict]]] = defaultdict(list)
         for e, f in relevant:
-            groups[str(f.get(self.group_by) or "(unowned)")].append((e, f))
+            groups[str(f.get(self.display_by) or "(unowned)")].append((e, f))
         for key in sorted(groups):
             items = groups[key]
-            w(f"\n── {self.group_by}: {key} " + "─" * max(4, 60 - len(key)) + "\n")
+            w(f"\n── {self.display_by}: {key} " + "─" * max(4, 60 - len(key)) + "\n")
             for event in EVENT_ORDER:
                 sel = [f for e, f in items if e == event]
                 if not sel:
@@ -77,12 +91,12 @@ class ConsoleNotifier:
                     spend = "spent so far this period" if f["kind"] == "budget" else "/month"
                     line = f"              costs {_amount(f.get('monthly_cost'), cur)}{spend}" if spend == "/month" \
                         else f"              {_amount(f.get('monthly_cost'), cur)} {spend}"
+                    over = ((f.get("evidence") or {}).get("overage") or {}).get("forecast") if f["kind"] == "budget" else None
+                    if over:
+                        line += f" · forecast over budget by {_amount(over, cur)}"
                     if f.get("monthly_savings") is not None:
-                        if f["kind"] == "budget":
-                            line += f" · forecast over budget by {_amount(f['monthly_savings'], cur)}"
-                        else:
-                            line += f" · fixing saves {_amount(f['monthly_savings'], cur)}/month"
-                    line += f" · id {f['fingerprint'][:12]}"
+                        line += f" · fixing saves {_amount(f['monthly_savings'], cur)}/month"
+                    line += f" · {hint(f['fingerprint'])}"
                     w(line + "\n")
                     if f.get("owner_reason"):
                         w(f"              owner {f.get('owner') or '-'} ({f['owner_reason']})\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from costguard import focus
 from costguard.errors import DataError, ProviderError, first_line
@@ -39,12 +39,31 @@ class FocusConfig(ProviderConfig):
     inventory: str | None = Field(None, description="resource snapshot (CSV or parquet)")
     storage_options: dict[str, str] = Field(default_factory=dict, description="passed to polars for s3:// (region, endpoint, …)")
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (emulators, VPC endpoints)")
+    timestamp_format: list[str] = Field(
+        default_factory=list,
+        description="strftime formats tried for date/time columns after ISO 8601, for exports that write e.g. "
+                    "'%m/%d/%Y' or '%m/%d/%y %H:%M' (ambiguous day/month orders are never guessed)",
+    )
+
+    @field_validator("timestamp_format", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _formats(cls, v: list[str]) -> list[str]:
+        for f in v:
+            if "%" not in f or not any(x in f for x in ("%d", "%j")):
+                raise ValueError(f"{f!r} is not a strftime date format (e.g. '%m/%d/%Y')")
+        return v
 
     def build(self, ctx: BuildContext) -> "FocusProvider":
         opts = dict(self.storage_options)
         if self.endpoint_url:
             opts.setdefault("aws_endpoint_url", self.endpoint_url)
-        return FocusProvider(self.name, self.paths, base_dir=ctx.base_dir, inventory=self.inventory, storage_options=opts)
+        return FocusProvider(self.name, self.paths, base_dir=ctx.base_dir, inventory=self.inventory, storage_options=opts,
+                             timestamp_formats=self.timestamp_format)
 
     def data_paths(self) -> Sequence[str]:
         return [p for p in self.paths if "://" not in p]
@@ -67,6 +86,7 @@ class FocusProvider:
         inventory: str | None = None,
         storage_options: dict[str, str] | None = None,
         chunk_rows: int = CHUNK_ROWS,
+        timestamp_formats: Sequence[str] = (),
     ) -> None:
         self.name = name
         self._patterns = list(paths)
@@ -74,6 +94,7 @@ class FocusProvider:
         self._inventory = inventory
         self._storage_options = storage_options or None
         self._chunk_rows = chunk_rows
+        self._formats = tuple(timestamp_formats)
         self._found: focus.Discovered | None = None
         self._days_of: dict[str, set[date | None]] = {}
         self._status = ProviderStatus()
@@ -86,18 +107,24 @@ class FocusProvider:
         not be re-read; a restated export changes the signature. s3:// files give no signature.
         """
         files_of: dict[date, list[str]] = {}
+        errors: list[str] = []
         for f in self._discover().files:
             try:
-                got = focus.file_days(self._raw(f), file=f).collect(engine="streaming")
+                got = focus.file_days(focus.scan(f, self._storage_options), file=f, timestamp_formats=self._formats).collect(engine="streaming")
             except DataError as e:
-                raise self._fail(ConnectionStatus.PARSE_ERROR, str(e)) from None
+                errors.append(str(e))
+                continue
             except pl.exceptions.PolarsError as e:
-                raise self._fail(ConnectionStatus.PARSE_ERROR, f"{f}: cannot read: {first_line(e)}") from None
+                errors.append(f"{f}: cannot read: {first_line(e)}")
+                continue
             days = set(got["x_ChargeDate"].to_list())
             self._days_of[f] = days
             for d in days:
                 if d is not None and d <= horizon.as_of and horizon.accepts(d):
                     files_of.setdefault(d, []).append(f)
+        if errors:  # every unusable file at once, so one fix-and-rerun covers them all
+            more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+            raise self._fail(ConnectionStatus.PARSE_ERROR, "; ".join(errors[:5]) + more + "; nothing of this source was stored")
         self._status = ProviderStatus(ConnectionStatus.OK, None if files_of else f"files found, but no rows on or before {horizon.as_of}")
         return {d: _signature(fs) for d, fs in files_of.items()}
 
@@ -120,10 +147,10 @@ class FocusProvider:
             for offset in range(0, max(n, 1), self._chunk_rows):
                 part = numbered.slice(offset, self._chunk_rows) if n > self._chunk_rows else numbered
                 try:
-                    lf = focus.normalize(part, file=f)
+                    lf = focus.normalize(part, file=f, timestamp_formats=self._formats)
                 except DataError as e:
                     raise self._fail(ConnectionStatus.PARSE_ERROR, str(e)) from None
-                yield Part(lf, origin=f, rows_read=min(self._chunk_rows, n - offset) if n else 0,
+                yield Part(lf, origin=self._shown(f), rows_read=min(self._chunk_rows, n - offset) if n else 0,
                            line_kind=scanned.line_kind, size=size, signature=sig)
 
     def inventory(self) -> pl.DataFrame | None:
@@ -157,7 +184,7 @@ class FocusProvider:
                 raw = focus.scan(f, self._storage_options)
                 cols = raw.collect_schema().names()
                 version, why = focus.detect_version(cols)
-                days = focus.file_days(raw, file=f).collect(engine="streaming")["x_ChargeDate"].drop_nulls()
+                days = focus.file_days(raw, file=f, timestamp_formats=self._formats).collect(engine="streaming")["x_ChargeDate"].drop_nulls()
                 if len(days):
                     newest = max(newest or days.max(), days.max())  # type: ignore[type-var]
                 yield Check(f"{self.name}: {f}", True, f"FOCUS {version} ({why})")
@@ -183,11 +210,17 @@ class FocusProvider:
         return self._found
 
     def aliases(self) -> dict[str, list[str]]:
-        """Files reached through more than one path (read once)."""
-        return dict(self._discover().aliases)
+        """Files (and folders) reached through more than one path: read once."""
+        return {self._shown(k): [self._shown(x) for x in v] for k, v in self._discover().aliases.items()}
 
-    def _raw(self, f: str) -> pl.LazyFrame:
-        return self._scan(f).frame
+    def _shown(self, f: str) -> str:
+        """A path as the user wrote it: relative to the config file's folder when inside it."""
+        if "://" in f:
+            return f
+        try:
+            return str(Path(f).relative_to(self._base_dir)) + ("/" if f.endswith("/") else "")
+        except ValueError:
+            return f
 
     def _scan(self, f: str) -> focus.Scanned:
         try:

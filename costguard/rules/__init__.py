@@ -4,7 +4,6 @@ Importing this package registers every built-in kind in :data:`RULES`.
 """
 
 from costguard.rules import budget as _budget  # noqa: F401  (registers "budget")
-from costguard.rules import cloud_budget as _cloud_budget  # noqa: F401  (registers "cloud-budget")
 from costguard.rules import tag_coverage as _tag_coverage  # noqa: F401  (registers "tag-coverage")
 from costguard.rules.base import RULES, Params, Rule, RuleContext, RuleInstance, apply_filter, docstring_example
 from costguard.rules.engine import EvaluationResult, evaluate

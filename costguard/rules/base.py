@@ -11,10 +11,10 @@ import inspect
 import json
 import re
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any, ClassVar, Literal, Protocol
 
 import polars as pl
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from costguard.lake import ROLLUP_KEYS
 from costguard.model import Finding, NativeBudget
+from costguard.owners import OwnersConfig
 from costguard.registry import Registry
 
 #: String dimensions of the daily cost rollup: what ``filter:`` and ``group_by:`` may name.
@@ -45,7 +46,8 @@ class RuleContext:
     as_of: date
     costs: pl.LazyFrame
     inventory: pl.LazyFrame | None = None
-    budgets: tuple[NativeBudget, ...] = ()  # budgets defined in the clouds (Provider.budgets())
+    budgets: Sequence[NativeBudget] = ()      # the clouds' own budgets, from the providers this run
+    owners: OwnersConfig | None = None        # teams, their accounts, tag values and budgets
 
 
 class Params(BaseModel):
@@ -153,9 +155,12 @@ def fmt_money(amount: Decimal, currency: str | None, places: int = 2) -> str:
     return f"{q:,} {currency or ''}".rstrip()
 
 
-def fmt_pct(share: Decimal, places: int = 1) -> str:
-    """``Decimal("0.8734")`` → ``87.3`` (no trailing zeros for whole numbers: ``0.95`` → ``95``)."""
-    p = (share * 100).quantize(Decimal(1).scaleb(-places))
+def fmt_pct(share: Decimal, places: int = 1, *, floor: bool = False) -> str:
+    """``Decimal("0.8734")`` → ``87.3`` (no trailing zeros for whole numbers: ``0.95`` → ``95``).
+
+    ``floor=True`` rounds down: a measured value compared with a target must never print as
+    reaching it when it does not (98.95% is "98.9%", not "99%", against a 99% target)."""
+    p = (share * 100).quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR if floor else ROUND_HALF_EVEN)
     return f"{p:f}".rstrip("0").rstrip(".") if "." in f"{p:f}" else f"{p:f}"
 
 

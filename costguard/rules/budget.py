@@ -1,16 +1,25 @@
-"""Kind ``budget``: period-to-date spend and its forecast against an amount, with thresholds."""
+"""Kind ``budget``: period-to-date spend and its forecast against an amount, with thresholds.
+
+Three sources of budgets, one evaluation: the rule's own ``amount``; every team's budget in
+``owners.yaml`` (``teams: true``); the budgets defined in the clouds themselves and delivered by
+the providers (``native: true``, e.g. AWS Budgets with their CalculatedSpend).
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from fnmatch import fnmatch
 from typing import Literal
 
 import polars as pl
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from costguard.model import SEVERITY_RANK, Finding, fingerprint
+from costguard.model import SEVERITY_RANK, Finding, NativeBudget, fingerprint
+from costguard.owners import owner_expr
 from costguard.rules.base import (
     DATE,
     MONEY_PLACES,
@@ -26,30 +35,72 @@ from costguard.rules.base import (
     single,
 )
 
-Period = Literal["month", "quarter", "week"]
-ADJECTIVE = {"month": "monthly", "quarter": "quarterly", "week": "weekly"}
+Period = Literal["month", "quarter", "week", "year"]
+ADJECTIVE = {"month": "monthly", "quarter": "quarterly", "week": "weekly", "year": "yearly"}
 
 
 class Threshold(Params):
+    """Crossed when the ``on`` value reaches ``percent`` of the budget, or an absolute ``amount``."""
+
     on: Literal["actual", "forecast"]
-    percent: Decimal = Field(gt=0)
+    percent: Decimal | None = Field(default=None, gt=0)
+    amount: Decimal | None = Field(default=None, gt=0)
     severity: Severity
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Threshold":
+        if (self.percent is None) == (self.amount is None):
+            raise ValueError("give a threshold either percent (of the budget) or amount (absolute), not both")
+        return self
+
+    def limit(self, budget: Decimal) -> Decimal:
+        return self.amount if self.amount is not None else budget * self.percent / 100  # type: ignore[operator]
+
+    def text(self, currency: str) -> str:
+        return f"{self.on} {fmt_pct(self.percent / 100)}%" if self.percent is not None else f"{self.on} {fmt_money(self.amount, currency)}"  # type: ignore[arg-type,operator]
 
 
 class BudgetParams(Params):
-    amount: Decimal = Field(gt=0)
+    amount: Decimal | None = Field(default=None, gt=0)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     period: Period = "month"
     metric: Metric = "BilledCost"
     thresholds: tuple[Threshold, ...] = Field(min_length=1)
     rate_days: int = Field(default=7, ge=1)
+    rates: dict[str, Decimal] = Field(
+        default_factory=dict,
+        description="spend in other currencies counts converted at these rates (1 unit of the key = rate units of "
+                    "`currency`); spend in a currency without a rate is left out and the finding says so",
+    )
+    teams: bool = Field(False, description="one budget per team that has `budget:` in owners.yaml, on the spend it owns")
+    native: bool | str = Field(False, description="the providers' own budgets (true, or a name pattern such as 'prod-*')")
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, v: dict[str, Decimal]) -> dict[str, Decimal]:
+        for cur, rate in v.items():
+            if not re.fullmatch(r"[A-Z]{3}", cur):
+                raise ValueError(f"{cur!r} is not an ISO 4217 code (three capital letters)")
+            if rate <= 0:
+                raise ValueError(f"rate for {cur} must be above 0")
+        return v
+
+    @model_validator(mode="after")
+    def _source(self) -> "BudgetParams":
+        chosen = sum([self.amount is not None, self.teams, self.native is not False])
+        if chosen != 1:
+            raise ValueError("a budget rule takes exactly one of: amount (its own budget), teams: true "
+                             "(the teams' budgets in owners.yaml) or native: true (the providers' own budgets)")
+        return self
 
 
-def period_bounds(as_of: date, period: Period) -> tuple[date, date]:
+def period_bounds(as_of: date, period: Period | str) -> tuple[date, date]:
     """The period containing ``as_of`` as half-open ``[start, end)``; weeks start on Monday."""
     if period == "week":
         start = as_of - timedelta(days=as_of.weekday())
         return start, start + timedelta(days=7)
+    if period == "year":
+        return date(as_of.year, 1, 1), date(as_of.year + 1, 1, 1)
     months = 3 if period == "quarter" else 1
     m0 = (as_of.month - 1) // months * months  # 0-based first month of the period
     start = date(as_of.year, m0 + 1, 1)
@@ -86,13 +137,52 @@ def project(daily: dict[date, Decimal], first_day: date | None, start: date, end
     return Projection(actual, max(forecast, actual), rate, last)
 
 
+def days_to_breach(pr: Projection, amount: Decimal, as_of: date) -> int | None:
+    """Days from the as-of day until the actual spend reaches ``amount`` at the current rate:
+    0 when it already has, None when it does not reach it within the forecast."""
+    if pr.actual >= amount:
+        return 0
+    if pr.forecast < amount or pr.rate <= 0:
+        return None
+    since = pr.last_data_day or as_of
+    reach = since + timedelta(days=math.ceil((amount - pr.actual) / pr.rate))
+    return max((reach - as_of).days, 0)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One budget to check: the rule's own, a team's, or a native one."""
+
+    scope: str
+    label: str | None
+    amount: Decimal
+    currency: str
+    period: str
+    owner: str | None = None
+    owner_reason: str | None = None
+    source: str | None = None
+    team: str | None = None
+    native: NativeBudget | None = None
+
+
 @RULES.register("budget")
 class Budget:
-    """Spend in the current month, quarter or week (Monday start) against ``amount``.
+    """Spend in the current month, quarter, week (Monday start) or year against a budget.
 
     ``actual`` is the period to date (all charge categories). The forecast adds a daily rate (the
     mean of the ``rate_days`` complete days before the last day with data) for the rest of the
-    period. At most one finding per rule and period, at the highest threshold crossed.
+    period. At most one finding per budget and period, at the highest threshold crossed; a
+    threshold is a percent of the budget or an absolute amount. ``evidence.days_to_breach`` says
+    when the actual spend reaches the budget at the current rate (0: it has).
+
+    Only spend in ``currency`` counts, plus spend in currencies given ``rates`` (converted); spend
+    in any other currency is left out and the finding says how much. A budget breach saves nothing
+    by itself: ``monthly_savings`` is null and the overrun is in ``evidence.overage``.
+
+    Instead of ``amount``: ``teams: true`` checks every team's ``budget:`` from owners.yaml against
+    the spend that team owns (tags, then accounts, then the default owner: the same resolution as
+    findings), each finding owned by the team; ``native: true`` checks the budgets the providers
+    read from the clouds (their own actual and forecast).
 
     ```yaml
     - id: aws-monthly-budget
@@ -104,10 +194,12 @@ class Budget:
       period: month
       metric: BilledCost
       rate_days: 7
+      rates: {EUR: 1.08}   # 1 EUR = 1.08 USD; spend in EUR counts, converted
       thresholds:
         - {on: actual, percent: 80, severity: warning}
         - {on: actual, percent: 100, severity: critical}
         - {on: forecast, percent: 100, severity: warning}
+        - {on: forecast, amount: 20000, severity: critical}
     ```
     """
 
@@ -116,78 +208,149 @@ class Budget:
 
     def evaluate(self, rule: RuleInstance, ctx: RuleContext) -> list[Finding]:
         p: BudgetParams = rule.params
-        start, end = period_bounds(ctx.as_of, p.period)
-        lf = apply_filter(ctx.costs, rule.filter).filter(pl.col(DATE) <= ctx.as_of)
-        daily, first, currencies = pl.collect_all(
+        out = []
+        for t in self._targets(rule, ctx):
+            if t.native is not None:
+                b = t.native
+                actual = b.actual or Decimal(0)
+                pr = Projection(actual, max(b.forecast or actual, actual), Decimal(0), None)
+                if b.forecast is not None and b.forecast > actual:
+                    start, end = period_bounds(ctx.as_of, b.period)
+                    left = (end - ctx.as_of).days - 1
+                    pr = Projection(actual, b.forecast, ((b.forecast - actual) / left).quantize(MONEY_PLACES) if left > 0 else Decimal(0), ctx.as_of)
+                notes: tuple[dict, dict] = ({}, {})
+            else:
+                costs = apply_filter(ctx.costs, rule.filter)
+                if t.team is not None:
+                    assert ctx.owners is not None
+                    costs = costs.filter(owner_expr(ctx.owners) == t.team)
+                pr, notes = self._project(costs, p, t, ctx)
+            f = self._finding(rule, p, t, pr, notes, ctx)
+            if f is not None:
+                out.append(f)
+        return out
+
+    # ---- what to check --------------------------------------------------------------------------
+    def _targets(self, rule: RuleInstance, ctx: RuleContext) -> list[_Target]:
+        p: BudgetParams = rule.params
+        if p.amount is not None:
+            label = single(rule.filter, "ProviderName") or single(rule.filter, "SubAccountId", "BillingAccountId")
+            return [_Target("", label, p.amount, p.currency, p.period, source=single(rule.filter, "x_Source"))]
+        if p.teams:
+            teams = ctx.owners.teams if ctx.owners is not None else {}
+            return [_Target(f"team:{name}", f"team {name}", t.budget.amount, t.budget.currency, t.budget.period,
+                            owner=name, owner_reason=f"team budget in owners.yaml (teams.{name}.budget)", team=name)
+                    for name, t in sorted(teams.items()) if t.budget is not None]
+        pattern = p.native if isinstance(p.native, str) else "*"
+        wanted_source = single(rule.filter, "x_Source")
+        return [_Target(f"native:{b.source}:{b.name}", f"{b.source} budget {b.name}", b.amount, b.currency, b.period,
+                        source=b.source, native=b)
+                for b in sorted(ctx.budgets, key=lambda b: (b.source, b.name))
+                if fnmatch(b.name, pattern) and (wanted_source is None or b.source == wanted_source)]
+
+    def _project(self, lf: pl.LazyFrame, p: BudgetParams, t: _Target, ctx: RuleContext) -> tuple[Projection, tuple[dict, dict]]:
+        start, end = period_bounds(ctx.as_of, t.period)
+        lf = lf.filter(pl.col(DATE) <= ctx.as_of)
+        daily_by_cur, first = pl.collect_all(
             [
                 lf.filter(pl.col(DATE) >= start - timedelta(days=p.rate_days))
-                .group_by(DATE)
+                .group_by(DATE, "BillingCurrency")
                 .agg(pl.col(p.metric).sum().alias("cost")),
                 lf.select(pl.col(DATE).min()),
-                lf.filter(pl.col(DATE) >= start).select(pl.col("BillingCurrency").drop_nulls().unique()),
             ],
             engine="streaming",
         )
-        others = sorted(set(currencies["BillingCurrency"]) - {p.currency})
-        if others:
-            raise ValueError(
-                f"budget is in {p.currency} but costs in this period are also in {', '.join(others)}; "
-                f"add filter: {{BillingCurrency: {p.currency}}} or set currency"
-            )
-        costs = {d: c if c is not None else Decimal(0) for d, c in daily.iter_rows()}
-        pr = project(costs, first.item(), start, end, ctx.as_of, p.rate_days)
+        costs: dict[date, Decimal] = {}
+        converted: dict[str, Decimal] = {}
+        excluded: dict[str, Decimal] = {}
+        for d, cur, c in daily_by_cur.iter_rows():
+            c = c if c is not None else Decimal(0)
+            costs.setdefault(d, Decimal(0))
+            if cur == t.currency:
+                costs[d] += c
+            elif cur in p.rates:
+                costs[d] += (c * p.rates[cur]).quantize(MONEY_PLACES)
+                if d >= start:
+                    converted[cur] = converted.get(cur, Decimal(0)) + c
+            elif d >= start:
+                excluded[cur or "(none)"] = excluded.get(cur or "(none)", Decimal(0)) + c
+        return project(costs, first.item(), start, end, ctx.as_of, p.rate_days), (converted, excluded)
 
+    # ---- the finding ----------------------------------------------------------------------------
+    def _finding(self, rule: RuleInstance, p: BudgetParams, t: _Target, pr: Projection,
+                 notes: tuple[dict, dict], ctx: RuleContext) -> Finding | None:
         def value(on: str) -> Decimal:
             return pr.actual if on == "actual" else pr.forecast
 
-        crossed = [t for t in p.thresholds if value(t.on) >= p.amount * t.percent / 100]
+        crossed = [th for th in p.thresholds if value(th.on) >= th.limit(t.amount)]
         if not crossed:
-            return []
-        top = max(crossed, key=lambda t: (SEVERITY_RANK[t.severity], t.percent, t.on == "actual"))
+            return None
+        top = max(crossed, key=lambda th: (SEVERITY_RANK[th.severity], th.limit(t.amount), th.on == "actual"))
+        converted, excluded = notes
+        start, end = period_bounds(ctx.as_of, t.period)
+        cur, adj = t.currency, ADJECTIVE.get(t.period, t.period)
         provider = single(rule.filter, "ProviderName")
-        account = single(rule.filter, "SubAccountId", "BillingAccountId")
-        label = provider or account
-        cur, adj = p.currency, ADJECTIVE[p.period]
-        over = pr.forecast - p.amount
+        account = single(rule.filter, "SubAccountId", "BillingAccountId") if not t.scope else None
+        if t.native is not None:  # a cloud budget belongs to the account that defined it
+            provider = t.native.provider or provider
+            account = t.native.account_id or account
         last = pr.last_data_day.isoformat() if pr.last_data_day else None
-        return [
-            Finding(
-                fingerprint=fingerprint(rule.id, provider, account, f"period:{start.isoformat()}"),
-                rule=rule.id,
-                kind=self.finding_kind,
-                severity=top.severity,
-                title=(
-                    (f"{label} {adj} budget: " if label else f"{adj.capitalize()} budget {rule.id}: ")
-                    + f"{top.on} {fmt_money(value(top.on), cur, 0)} is "
-                    f"{fmt_pct(value(top.on) / p.amount, 0)}% of {fmt_money(p.amount, cur, 0)}"
-                ),
-                summary=(
-                    f"{p.metric} from {start} to {ctx.as_of}: {fmt_money(pr.actual, cur)} "
-                    f"(data to {last or 'none'}); forecast to {end - timedelta(days=1)}: {fmt_money(pr.forecast, cur)} "
-                    f"at {fmt_money(pr.rate, cur)}/day, against a {adj} budget of {fmt_money(p.amount, cur)}. "
-                    f"Crossed: {', '.join(f'{t.on} {fmt_pct(t.percent / 100)}%' for t in crossed)}."
-                ),
-                monthly_cost=pr.actual,
-                monthly_savings=over if over > 0 else None,
-                currency=cur,
-                provider=provider,
-                billing_account_id=single(rule.filter, "BillingAccountId"),
-                account_id=account,
-                region=single(rule.filter, "RegionId"),
-                service=single(rule.filter, "ServiceName"),
-                source=single(rule.filter, "x_Source"),
-                evidence={
-                    "actual": pr.actual,
-                    "forecast": pr.forecast,
-                    "amount": p.amount,
-                    "threshold_percent": top.percent,
-                    "on": top.on,
-                    "period": {"kind": p.period, "start": start.isoformat(), "end": end.isoformat()},
-                    "rate": pr.rate,
-                    "rate_days": p.rate_days,
-                    "last_data_day": last,
-                    "metric": p.metric,
-                    "thresholds_crossed": [{"on": t.on, "percent": t.percent, "severity": t.severity} for t in crossed],
-                },
-            )
-        ]
+        breach = days_to_breach(pr, t.amount, ctx.as_of)
+        money_note = "".join(
+            [f" Includes {fmt_money(a, c)} converted at {p.rates[c]} {cur}/{c}." for c, a in sorted(converted.items())]
+            + [f" Leaves out {fmt_money(a, c)} spent in {c} (no rate for {c}: add rates: {{{c}: …}})." for c, a in sorted(excluded.items())]
+        )
+        when = "" if breach is None else " The budget is already spent." if breach == 0 else \
+            f" At this rate it is spent in {breach} day(s), on {ctx.as_of + timedelta(days=breach)}."
+        source = "the provider's own figures" if t.native is not None else f"{p.metric} from {start} to {ctx.as_of}"
+        return Finding(
+            fingerprint=fingerprint(rule.id, provider, account, f"period:{start.isoformat()}" + (f"|{t.scope}" if t.scope else "")),
+            rule=rule.id,
+            kind=self.finding_kind,
+            severity=top.severity,
+            title=(
+                (f"{t.label} {adj} budget: " if t.label else f"{adj.capitalize()} budget {rule.id}: ")
+                + f"{top.on} {fmt_money(value(top.on), cur, 0)} is "
+                f"{fmt_pct(value(top.on) / t.amount, 0, floor=True)}% of {fmt_money(t.amount, cur, 0)}"
+            ),
+            summary=(
+                f"{source}: {fmt_money(pr.actual, cur)}" + (f" (data to {last})" if t.native is None else "")
+                + f"; forecast to {end - timedelta(days=1)}: {fmt_money(pr.forecast, cur)}"
+                + (f" at {fmt_money(pr.rate, cur)}/day" if pr.rate else "")
+                + f", against a {adj} budget of {fmt_money(t.amount, cur)}. "
+                f"Crossed: {', '.join(th.text(cur) for th in crossed)}.{when}{money_note}"
+            ),
+            monthly_cost=pr.actual,
+            monthly_savings=None,  # a budget breach is not money saved by acting; the overrun is evidence.overage
+            currency=cur,
+            provider=provider,
+            billing_account_id=single(rule.filter, "BillingAccountId") if not t.scope else None,
+            account_id=account,
+            region=single(rule.filter, "RegionId"),
+            service=single(rule.filter, "ServiceName"),
+            owner=t.owner,
+            owner_reason=t.owner_reason,
+            source=t.source,
+            evidence={
+                "actual": pr.actual,
+                "forecast": pr.forecast,
+                "amount": t.amount,
+                "overage": {"actual": max(pr.actual - t.amount, Decimal(0)), "forecast": max(pr.forecast - t.amount, Decimal(0))},
+                "threshold_percent": top.percent,
+                "threshold_amount": top.limit(t.amount),
+                "on": top.on,
+                "period": {"kind": t.period, "start": start.isoformat(), "end": end.isoformat()},
+                "rate": pr.rate,
+                "rate_days": p.rate_days,
+                "last_data_day": last,
+                "days_to_breach": breach,
+                "breach_day": (ctx.as_of + timedelta(days=breach)).isoformat() if breach is not None else None,
+                "metric": p.metric,
+                "currency": cur,
+                "budget": {"team": t.team} if t.team else {"native": {"source": t.native.source, "name": t.native.name}} if t.native else {"rule": rule.id},
+                "converted": {c: {"amount": a, "rate": p.rates[c]} for c, a in sorted(converted.items())},
+                "excluded": dict(sorted(excluded.items())),
+                "thresholds_crossed": [{"on": th.on, "percent": th.percent, "amount": th.amount, "severity": th.severity}
+                                       for th in crossed],
+            },
+        )

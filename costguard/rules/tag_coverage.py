@@ -29,7 +29,7 @@ from costguard.rules.base import (
 )
 
 RESOURCE_IDENTITY = ("ProviderName", "BillingAccountId", "SubAccountId", "ResourceId")
-RESOURCE_DETAILS = ("RegionId", "ServiceName", "ResourceType", "x_Source", "BillingCurrency")
+RESOURCE_DETAILS = ("RegionId", "ServiceName", "ResourceType", "x_Source")
 TOP_N = 3
 
 
@@ -40,6 +40,11 @@ class TagCoverageParams(Params):
     min_coverage: Decimal = Field(default=Decimal("0.95"), ge=0, le=1)
     group_by: tuple[str, ...] = ("ProviderName",)
     resource_cost_floor: Decimal | None = Field(default=None, ge=0)
+    currency: str = Field(
+        default="USD", pattern=r"^[A-Z]{3}$",
+        description="coverage is measured per BillingCurrency; findings in this currency keep an identity "
+                    "without it, so spend in another currency appearing later never changes theirs",
+    )
 
     @field_validator("keys")
     @classmethod
@@ -131,14 +136,14 @@ class TagCoverage:
         cost = pl.col(p.metric)
         return (
             rows.filter(pl.col("ResourceId").is_not_null() & ~pl.col("_tagged"))
-            .group_by(list(RESOURCE_IDENTITY))
+            .group_by([*RESOURCE_IDENTITY, "BillingCurrency"])
             .agg(
                 cost.sum().alias("_untagged"),
                 *(pl.col(c).sort_by(cost, descending=True, nulls_last=True).first().alias(c) for c in RESOURCE_DETAILS),
                 *((~pl.col(f"_has{i}")).any().alias(f"_missing{i}") for i in range(len(p.keys))),
             )
             .filter(pl.col("_untagged") * 30 > pl.lit(p.resource_cost_floor * p.window_days))
-            .sort("_untagged", "ResourceId", descending=[True, False])
+            .sort("_untagged", "ResourceId", "BillingCurrency", descending=[True, False, False])
         )
 
     # -- findings --------------------------------------------------------------------------------
@@ -148,10 +153,6 @@ class TagCoverage:
         p: TagCoverageParams = rule.params
         gcols = list(p.group_by)
         keycols = self._keys(p)
-        currencies: dict[tuple[Any, ...], int] = {}
-        for g in groups.iter_rows(named=True):
-            k = tuple(g[c] for c in gcols)
-            currencies[k] = currencies.get(k, 0) + 1
         res_by_group: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for r in resources.sort("_untagged", "ResourceId", descending=[True, False]).iter_rows(named=True):
             res_by_group.setdefault(tuple(r[c] for c in keycols), []).append(r)
@@ -171,7 +172,7 @@ class TagCoverage:
             missing = dict(sorted(missing.items(), key=lambda kv: -kv[1]))
             coverage = ratio(tagged, total)
             scope = "group:" + (",".join(f"{c}={_v(g[c])}" for c in gcols) or "all")
-            if currencies[tuple(g[c] for c in gcols)] > 1:
+            if cur != p.currency and "BillingCurrency" not in gcols:
                 scope += f",BillingCurrency={_v(cur)}"
             label = " / ".join(_v(g[c]) for c in gcols) or "All costs"
             keys_text = _and(list(p.keys))
@@ -184,7 +185,8 @@ class TagCoverage:
                     rule=rule.id,
                     kind=self.finding_kind,
                     severity=rule.severity,
-                    title=f"{label}: {fmt_pct(coverage)}% of {p.metric} carries {keys_text} (target {fmt_pct(p.min_coverage)}%)",
+                    title=f"{label}{'' if cur == p.currency else f' ({_v(cur)})'}: {fmt_pct(coverage, 2 if coverage >= Decimal('0.99') else 1, floor=True)}% "
+                          f"of {p.metric} carries {keys_text} (target {fmt_pct(p.min_coverage, 2)}%)",
                     summary=(
                         f"{fmt_money(untagged, cur)} of {fmt_money(total, cur)} {p.metric} (Usage, {start} to {ctx.as_of}) "
                         f"lacks {keys_text}; {n_untagged} of {len(res)} resources are untagged."
@@ -230,7 +232,7 @@ class TagCoverage:
             what = ", ".join(x for x in (r["ResourceType"], r["ServiceName"], r["RegionId"]) if x)
             out.append(
                 Finding(
-                    fingerprint=fingerprint(rule.id, r["ProviderName"], account, rid),
+                    fingerprint=fingerprint(rule.id, r["ProviderName"], account, rid if cur == p.currency else f"{rid}|{cur}"),
                     rule=rule.id,
                     kind=self.finding_kind,
                     severity=rule.severity,

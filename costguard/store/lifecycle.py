@@ -10,14 +10,17 @@ writes.
     open/snoozed, absent, rule evaluated, source not skipped -> resolved "resolved"
     resolved, present                -> open      "regressed" (times_regressed + 1, first_seen kept);
                                         snoozed instead if a snooze set on it is still running
+    open, unchanged, last notification older than ``repeat_after`` (or none) -> "repeat"
 Findings under a running snooze are silent: never in ``changes`` (what delivery sends).
+Every change is also an outbox row (``Plan.outbox``), written in the same transaction as the
+finding, so a change is never stored without its pending notification.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -50,10 +53,11 @@ class ReconcileResult:
     regressed: list[Row] = field(default_factory=list)
     snoozed: list[Row] = field(default_factory=list)
     unsnoozed: list[Row] = field(default_factory=list)
+    repeat: list[Row] = field(default_factory=list)
     changes: list[tuple[str, Row]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
-        names = ("new", "updated", "unchanged", "resolved", "regressed", "snoozed", "unsnoozed")
+        names = ("new", "updated", "unchanged", "resolved", "regressed", "snoozed", "unsnoozed", "repeat")
         return {name: len(getattr(self, name)) for name in names}
 
 
@@ -62,6 +66,7 @@ class Plan:
     inserts: list[Row] = field(default_factory=list)
     updates: list[Row] = field(default_factory=list)
     events: list[Row] = field(default_factory=list)
+    outbox: list[Row] = field(default_factory=list)
     result: ReconcileResult = field(default_factory=ReconcileResult)
 
 
@@ -107,8 +112,13 @@ def plan_reconcile(
     now: datetime,
     evaluated_rules: Collection[str],
     skip_sources: Collection[str] = (),
+    last_notified: Mapping[str, datetime] | None = None,
+    repeat_after: timedelta | None = None,
 ) -> Plan:
-    """``existing``: stored rows of every present fingerprint and of every non-resolved finding."""
+    """``existing``: stored rows of every present fingerprint and of every non-resolved finding.
+    ``last_notified``: newest outbox row per open fingerprint; with ``repeat_after``, an open
+    unchanged finding not notified for that long (or never) gets a "repeat" notification."""
+    last_notified = last_notified or {}
     today = now.date()
     evaluated, skipped = frozenset(evaluated_rules), frozenset(skip_sources)
     present: dict[str, Finding] = {}
@@ -126,6 +136,13 @@ def plan_reconcile(
             {"fingerprint": fp, "run_id": run_id, "event": name, "at": now, "detail": detail}
         )
 
+    def change(name: str, bucket: list[Row], row: Row, detail: dict[str, Any] | None = None) -> None:
+        finding = to_finding_dict(row)
+        bucket.append(finding)
+        res.changes.append((name, finding))
+        plan.outbox.append({"fingerprint": finding["fingerprint"], "event": name, "run_id": run_id,
+                            "created_at": now, "finding": finding, "detail": detail, "done_at": None})
+
     for fp, f in present.items():
         values = finding_values(f)
         old = existing.get(fp)
@@ -137,8 +154,7 @@ def plan_reconcile(
             }  # fmt: skip
             plan.inserts.append(row)
             event(row, "new")
-            res.new.append(to_finding_dict(row))
-            res.changes.append(("new", res.new[-1]))
+            change("new", res.new, row)
             continue
 
         row = {**old, **values, "last_seen": now, "last_run_id": run_id}
@@ -155,8 +171,7 @@ def plan_reconcile(
                 res.snoozed.append(to_finding_dict(row))
             else:
                 row.update(status="open", snoozed_until=None, snooze_reason=None)
-                res.regressed.append(to_finding_dict(row))
-                res.changes.append(("regressed", res.regressed[-1]))
+                change("regressed", res.regressed, row, detail)
         elif old["status"] == "snoozed" and snooze_running:
             if diff:
                 event(row, "updated", detail)
@@ -164,14 +179,15 @@ def plan_reconcile(
         elif old["status"] == "snoozed":
             row.update(status="open", snoozed_until=None, snooze_reason=None)
             event(row, "unsnoozed", detail)
-            res.unsnoozed.append(to_finding_dict(row))
-            res.changes.append(("unsnoozed", res.unsnoozed[-1]))
+            change("unsnoozed", res.unsnoozed, row, detail)
         elif diff:
             event(row, "updated", detail)
-            res.updated.append(to_finding_dict(row))
-            res.changes.append(("updated", res.updated[-1]))
+            change("updated", res.updated, row, detail)
         else:
             res.unchanged.append(to_finding_dict(row))
+            last = last_notified.get(fp)
+            if repeat_after is not None and (last is None or now - last >= repeat_after):
+                change("repeat", res.repeat, row)
 
     for fp in sorted(existing):
         old = existing[fp]
@@ -182,7 +198,8 @@ def plan_reconcile(
         row = {**old, "status": "resolved", "resolved_at": now}
         plan.updates.append(row)
         event(row, "resolved")
-        res.resolved.append(to_finding_dict(row))
         if not (old["snoozed_until"] is not None and old["snoozed_until"] >= today):
-            res.changes.append(("resolved", res.resolved[-1]))
+            change("resolved", res.resolved, row)
+        else:
+            res.resolved.append(to_finding_dict(row))
     return plan

@@ -122,22 +122,73 @@ finding_events = Table(
     Index(None, "run_id"),
 )
 
-# Delivery ledger: one row per successful send, committed right after the send. The unique key
-# is the dedup decision: (group_key, receiver, event, episode). ``episode`` is chosen by the
-# delivery layer so that a legitimately repeated event is a new key (e.g. the regression count
-# for "regressed", the ISO week for a digest); retrying the same cycle hits the same key.
+# The outbox: one row per finding change worth telling someone about (new, updated, resolved,
+# regressed, unsnoozed, repeat), written in the same transaction as the finding change itself.
+# ``finding`` is the finding as `costguard findings --format json` shows it at that moment.
+# ``done_at`` is set once every receiver it was routed to has a ledger row for it.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer(), primary_key=True, autoincrement=True),
+    Column("fingerprint", String(64), ForeignKey("findings.fingerprint", ondelete="CASCADE"), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("run_id", String(64), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("finding", JSON(none_as_null=True), nullable=False),
+    Column("detail", JSON(none_as_null=True), nullable=True),
+    Column("done_at", UTCDateTime(), nullable=True),
+    Index(None, "done_at"),
+    Index(None, "fingerprint", "created_at"),
+)
+
+# One message per receiver x group: planned (committed before the send, so a resend after a crash
+# carries the same id and the same content), then sent. ``items`` lists what it carries:
+# [{"fingerprint", "event", "notification_ids"}].
+messages = Table(
+    "messages",
+    metadata,
+    Column("message_id", String(64), primary_key=True),
+    Column("receiver", String(128), nullable=False),
+    Column("group_key", String(512), nullable=False),
+    Column("group_labels", JSON(none_as_null=True), nullable=False),
+    Column("items", JSON(none_as_null=True), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("last_error", Text(), nullable=True),
+    Column("run_id", String(64), nullable=True),
+    Column("planned_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime(), nullable=True),
+    Index(None, "receiver", "status"),
+)
+
+# Delivery ledger: one row per (notification, receiver) once it is settled, committed right after
+# the send that carried it. ``outcome``: sent (or written to the shadow file), muted (an exception
+# matched), suppressed (the dedup decision said nothing new to tell). The unique key is the
+# exactly-once guarantee.
 ledger = Table(
     "ledger",
     metadata,
     Column("id", Integer(), primary_key=True, autoincrement=True),
-    Column("group_key", String(512), nullable=False),
+    Column("notification_id", Integer(), ForeignKey("outbox.id", ondelete="CASCADE"), nullable=False),
     Column("receiver", String(128), nullable=False),
-    Column("event", String(32), nullable=False),
-    Column("episode", String(128), nullable=False),
-    Column("fingerprint", String(64), nullable=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("message_id", String(64), nullable=True),
+    Column("reason", Text(), nullable=True),
     Column("run_id", String(64), nullable=True),
-    Column("sent_at", UTCDateTime(), nullable=False),
-    Column("receiver_data", JSON(none_as_null=True), nullable=True),
-    UniqueConstraint("group_key", "receiver", "event", "episode"),
-    Index(None, "fingerprint"),
+    Column("at", UTCDateTime(), nullable=False),
+    UniqueConstraint("notification_id", "receiver"),
+    Index(None, "receiver", "fingerprint", "at"),
+)
+
+# What a receiver keeps about a message or ticket it made (Slack ts/channel, Jira key, GitHub
+# issue number, PagerDuty dedup key, ServiceNow sys_id), by group key, so a change updates it.
+receiver_state = Table(
+    "receiver_state",
+    metadata,
+    Column("receiver", String(128), primary_key=True),
+    Column("group_key", String(512), primary_key=True),
+    Column("data", JSON(none_as_null=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -20,10 +20,11 @@ from ..model import SEVERITY_RANK, Finding
 from . import migrate
 from .engine import WRITE_OPTION, make_engine, redact_url, sqlite_file
 from .lifecycle import ROW_KEYS, ReconcileResult, plan_reconcile, to_finding_dict
-from .schema import FINDING_STATUSES, RUN_STATUSES, TRIGGERS, finding_events, findings, ledger
+from .schema import FINDING_STATUSES, RUN_STATUSES, TRIGGERS, finding_events, findings, outbox
 from .schema import runs, windows
 from .types import ensure_utc
 from ..procs import ProcessId, owner_gone
+from .types import UTC
 
 ABANDONED = "abandoned (process ended without finishing)"
 MIN_PREFIX = 6
@@ -250,9 +251,11 @@ class Store:
         evaluated_rules: Collection[str],
         skip_sources: Collection[str] = (),
         persist: bool = True,
+        repeat_after: timedelta | None = None,
     ) -> ReconcileResult:
-        """Apply one run's findings to the lifecycle (see ``lifecycle.py``) in one transaction.
-        ``persist=False`` (dry run) computes the same result and writes nothing."""
+        """Apply one run's findings to the lifecycle (see ``lifecycle.py``) in one transaction,
+        together with their pending notifications (the outbox). ``persist=False`` (dry run)
+        computes the same result and writes nothing. ``repeat_after``: see ``plan_reconcile``."""
         now = ensure_utc(now, "now")
         fps = [f.fingerprint for f in findings_]
         with self._tx(write=persist) as conn:
@@ -261,9 +264,12 @@ class Store:
                 chunk = [fp for fp in fps[i : i + _CHUNK] if fp not in existing]
                 if chunk:
                     existing.update(self._rows(conn, findings.c.fingerprint.in_(chunk)))
+            last = self._last_notified(conn, [fp for fp, r in existing.items() if r["status"] == "open"]) \
+                if repeat_after is not None else {}
             plan = plan_reconcile(
                 findings_, existing, run_id=run_id, now=now,
                 evaluated_rules=evaluated_rules, skip_sources=skip_sources,
+                last_notified=last, repeat_after=repeat_after,
             )  # fmt: skip
             if persist:
                 if plan.inserts:
@@ -273,7 +279,20 @@ class Store:
                     conn.execute(update(findings).where(key).values(**row))
                 if plan.events:
                     conn.execute(insert(finding_events), plan.events)
+                if plan.outbox:
+                    conn.execute(insert(outbox), plan.outbox)
         return plan.result
+
+    @staticmethod
+    def _last_notified(conn: Connection, fps: Sequence[str]) -> dict[str, datetime]:
+        out: dict[str, datetime] = {}
+        for i in range(0, len(fps), _CHUNK):
+            q = (select(outbox.c.fingerprint, func.max(outbox.c.created_at))
+                 .where(outbox.c.fingerprint.in_(fps[i : i + _CHUNK])).group_by(outbox.c.fingerprint))
+            for fp, at in conn.execute(q):
+                # max() of a custom type comes back raw on SQLite: re-read it as UTC
+                out[fp] = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
+        return {fp: (at if at.tzinfo else at.replace(tzinfo=UTC)) for fp, at in out.items()}
 
     @staticmethod
     def _rows(conn: Connection, where: Any) -> dict[str, dict[str, Any]]:
@@ -370,49 +389,9 @@ class Store:
         with self._tx() as conn:
             return {(k, s): n for k, s, n in conn.execute(q)}
 
-    # ---- delivery ledger ---------------------------------------------------------------------
-
-    def ledger_has(self, group_key: str, receiver: str, event: str, episode: str = "") -> bool:
-        q = select(ledger.c.id).where(
-            (ledger.c.group_key == group_key) & (ledger.c.receiver == receiver)
-            & (ledger.c.event == event) & (ledger.c.episode == episode)
-        )  # fmt: skip
-        with self._tx() as conn:
-            return conn.execute(q.limit(1)).first() is not None
-
-    def record_sent(
-        self,
-        group_key: str,
-        receiver: str,
-        event: str,
-        *,
-        sent_at: datetime,
-        episode: str = "",
-        fingerprint: str | None = None,
-        run_id: str | None = None,
-        receiver_data: dict | None = None,
-    ) -> bool:
-        """Commit one successful send (call right after it). False if it was already recorded."""
-        row = {
-            "group_key": group_key, "receiver": receiver, "event": event, "episode": episode,
-            "fingerprint": fingerprint, "run_id": run_id,
-            "sent_at": ensure_utc(sent_at, "sent_at"), "receiver_data": receiver_data,
-        }  # fmt: skip
-        try:
-            with self._tx(write=True) as conn:
-                conn.execute(insert(ledger).values(**row))
-        except StoreError as exc:
-            if isinstance(exc.__cause__, IntegrityError):
-                return False
-            raise
-        return True
-
-    def ledger_entries(self, *, fingerprint: str | None = None) -> list[dict]:
-        q = select(ledger).order_by(ledger.c.id)
-        if fingerprint is not None:
-            q = q.where(ledger.c.fingerprint == fingerprint)
-        with self._tx() as conn:
-            return [dict(r) for r in conn.execute(q).mappings()]
+    def transaction(self, *, write: bool = False):  # noqa: ANN201 - a context manager of a Connection
+        """One transaction on the state database (``write=True`` takes the write lock up front)."""
+        return self._tx(write=write)
 
 
 def _severity_then_cost(row: dict[str, Any]) -> tuple[int, Any, str]:

@@ -23,6 +23,7 @@ import polars as pl
 
 from costguard import focus, rollup_sql
 from costguard.model import Window
+from costguard.providers.aws.clients import PullFailed
 from costguard.providers.aws.config import AthenaCosts
 from costguard.providers.aws.exports import ExportReader
 from costguard.providers.base import Horizon, Part
@@ -31,10 +32,6 @@ GB = 1024 ** 3
 DONE = ("SUCCEEDED", "FAILED", "CANCELLED")
 #: Marks the stored rows as Athena aggregates (one row per rollup group and day).
 ROLLUP_DESCRIPTION = "costguard daily rollup computed by Athena over the export"
-
-
-class PullFailed(Exception):
-    """A cost pull that cannot complete; nothing of it may be stored."""
 
 
 class AthenaSource:

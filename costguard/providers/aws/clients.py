@@ -37,6 +37,11 @@ THROTTLED = frozenset({
 })
 
 
+class PullFailed(Exception):
+    """A cost pull that cannot complete: nothing of it may be stored (the provider turns it into a
+    ProviderError, so the lake keeps what it had)."""
+
+
 class RequestCounter:
     """Counts requests per ``service:Operation`` (thread-safe), and the paid ones apart."""
 

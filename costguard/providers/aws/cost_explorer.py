@@ -24,9 +24,8 @@ from typing import Any
 import polars as pl
 
 from costguard import focus
-from costguard.errors import ProviderError
-from costguard.model import ConnectionStatus, Window
-from costguard.providers.aws.clients import RequestCounter
+from costguard.model import Window
+from costguard.providers.aws.clients import PullFailed, RequestCounter
 from costguard.providers.aws.config import CostExplorerCosts
 from costguard.providers.base import Horizon, Part
 
@@ -115,10 +114,9 @@ class CostExplorerSource:
     def _request(self, params: dict[str, Any]) -> dict[str, Any]:
         used = self.counter.paid_total("ce")
         if used >= self.cfg.max_paid_requests:
-            raise ProviderError("", f"Cost Explorer request cap reached: {used} paid request(s) this run "
-                                    f"(costs.max_paid_requests: {self.cfg.max_paid_requests}); nothing of this pull is "
-                                    "stored; raise the cap, or lower ingest.backfill_days for the first run",
-                                status=str(ConnectionStatus.PARTIAL))
+            raise PullFailed(f"Cost Explorer request cap reached: {used} paid request(s) this run "
+                             f"(costs.max_paid_requests: {self.cfg.max_paid_requests}); nothing of this pull is "
+                             "stored; raise the cap, or lower ingest.backfill_days for the first run")
         return self._ce().get_cost_and_usage(**params)
 
     def _pull(self, w: Window, group: list[dict[str, str]], flt: dict[str, Any] | None,

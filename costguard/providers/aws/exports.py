@@ -22,7 +22,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections import deque
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -71,6 +72,45 @@ class Period:
         while d < self.end:
             yield d
             d += timedelta(days=1)
+
+
+class _Spooled:
+    """A downloaded file, deleted once no part read from it is alive and no more will be made."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.live = 0
+        self.finished = False
+        self._lock = threading.Lock()
+
+    def hold(self, frame: object) -> None:
+        with self._lock:
+            self.live += 1
+        weakref.finalize(frame, self._release)
+
+    def _release(self) -> None:
+        with self._lock:
+            self.live -= 1
+        self._maybe_delete()
+
+    def done(self) -> None:
+        self.finished = True
+        self._maybe_delete()
+
+    def _maybe_delete(self) -> None:
+        with self._lock:
+            if not (self.finished and self.live <= 0):
+                return
+        self.path.unlink(missing_ok=True)
+        _Spooled.tidy(self.path.parent)
+
+    @staticmethod
+    def tidy(folder: Path) -> None:
+        """Remove the spool folder once it is empty (its last file's part was dropped)."""
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def split_uri(uri: str) -> tuple[str, str]:
@@ -162,23 +202,29 @@ class ExportReader:
 
     # ---- reading ------------------------------------------------------------------------------
     def costs(self, windows: Sequence[Window], horizon: Horizon) -> Iterator[Part]:
-        """Every file of every period that overlaps a planned window, in bounded parts."""
+        """Every file of every period that overlaps a planned window, in bounded parts. A spool
+        file lives as long as a part read from it does (the lake drops each part once stored, so
+        at most the files of the parts in flight are on disk)."""
         wanted = [p for p in self.in_range(horizon) if any(p.start < w.end and w.start < p.end for w in windows)]
         if not wanted:
             return
         spool = Path(tempfile.mkdtemp(prefix="costguard-aws-", dir=self.spool))
-        recent: deque[Path] = deque()
         try:
+            n = 0
             for p in wanted:
                 for obj in self.data_files(p):
-                    local = spool / f"{len(recent):06d}-{Path(obj.key).name}"
+                    local = spool / f"{n:06d}-{Path(obj.key).name}"
+                    n += 1
                     self._download(obj, local)
-                    recent.append(local)
-                    while len(recent) > 2:  # at most two parts are in flight in the lake
-                        recent.popleft().unlink(missing_ok=True)
-                    yield from self._parts(obj, local)
+                    held = _Spooled(local)
+                    try:
+                        for part in self._parts(obj, local):
+                            held.hold(part.rows)
+                            yield part
+                    finally:
+                        held.done()
         finally:
-            shutil.rmtree(spool, ignore_errors=True)
+            _Spooled.tidy(spool)
 
     def _download(self, obj: S3Object, local: Path) -> None:
         body = self._s3().get_object(Bucket=self.bucket, Key=obj.key)["Body"]
@@ -193,7 +239,7 @@ class ExportReader:
         origin = f"s3://{self.bucket}/{obj.key}"
         path = str(local)
         try:
-            scanned = focus.scan_file(path)
+            scanned = focus.scan_file(path, any_format=self.fmt == "cur2")
         except DataError as e:
             raise DataError(str(e).replace(path, origin)) from None
         try:
@@ -205,8 +251,6 @@ class ExportReader:
             part = numbered.slice(offset, self.chunk_rows) if n > self.chunk_rows else numbered
             if self.fmt == "cur2":
                 part = cur2.to_focus(part, file=origin)
-            elif cur2.looks_like_cur2(part.collect_schema().names()):
-                raise DataError(f"{origin}: this is a CUR 2.0 export; set costs: {{source: cur2_export}} for it")
             yield Part(focus.normalize(part, file=origin), origin=origin,
                        rows_read=min(self.chunk_rows, n - offset) if n else 0,
                        line_kind=scanned.line_kind, size=obj.size, signature=obj.etag)
@@ -224,7 +268,7 @@ class ExportReader:
                 else:
                     local = Path(tmp) / f"{i:06d}-{Path(obj.key).name}"
                     self._download(obj, local)
-                    raw = focus.scan_file(str(local)).frame
+                    raw = focus.scan_file(str(local), any_format=self.fmt == "cur2").frame
                 if col not in raw.collect_schema().names():
                     raise DataError(f"s3://{self.bucket}/{obj.key}: no {col} column (is costs.source right?)")
                 got = raw.select(pl.col(col).cast(pl.String).str.slice(0, 10).max()).collect().item()

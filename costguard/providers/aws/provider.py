@@ -27,9 +27,9 @@ from costguard.logs import get_logger
 from costguard.model import ConnectionStatus, NativeBudget, Window
 from costguard.providers.aws import pricing
 from costguard.providers.aws.accounts import Account, AccountError, Sessions, discover
-from costguard.providers.aws.athena import AthenaSource, PullFailed
+from costguard.providers.aws.athena import AthenaSource
 from costguard.providers.aws.budgets import read_budgets
-from costguard.providers.aws.clients import Clients, Problems, RequestCounter, classify, is_aws_error
+from costguard.providers.aws.clients import Clients, Problems, PullFailed, RequestCounter, classify, is_aws_error
 from costguard.providers.aws.config import AthenaCosts, AwsConfig, CostExplorerCosts, ExportCosts
 from costguard.providers.aws.cost_explorer import CostExplorerSource
 from costguard.providers.aws.exports import ExportReader
