@@ -253,3 +253,21 @@ def test_spool_files_live_as_long_as_their_parts(tmp_path, world):
     del parts
     gc.collect()
     assert list(spool.iterdir()) == []  # the files and their folder went with the last part
+
+
+def test_inventory_only_provider_lands_its_snapshot(cli, tmp_path, world):
+    world.client("ec2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.micro")
+    cfg = write_config(tmp_path, f"""
+        state: {{url: "sqlite:///state.db", lake: lake}}
+        providers:
+          - name: aws-inv
+            type: aws
+            endpoint_url: "{world.endpoint}"
+            regions: [us-east-1]
+            inventory: {{resources: [instances], memory: false}}
+        rules: []
+        """)
+    r = cli("run", "--once", "-c", cfg)
+    assert "source aws-inv: ok" in r.stdout and "0 rows in 0 day(s)" in r.stdout
+    inv = pl.read_parquet(tmp_path / "lake" / "inventory" / "source=aws-inv" / "snapshot.parquet")
+    assert inv["sku"].to_list() == ["t3.micro"] and inv["account_id"].to_list() == [MANAGEMENT]

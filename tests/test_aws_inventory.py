@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import boto3
 import numpy as np
 import polars as pl
 import pytest
@@ -312,3 +313,20 @@ def test_enabled_regions_and_the_endpoint_from_aws_endpoint_url(world, tmp_path,
     assert apis["ec2:DescribeRegions"] == 1 and apis["ec2:DescribeInstances"] > 10  # every enabled region, asked once
     assert inv["region"].to_list() == ["ap-southeast-2"] and inv["account_id"].to_list() == [MANAGEMENT]
     assert sum(apis.values()) == sum(p.status().api_requests.values())
+
+
+def test_get_metric_data_batches_500_queries_a_request(world):
+    from costguard.providers.aws.utilisation import MetricQuery, get_metric_data
+
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    cw = world.client("cloudwatch")
+    ids = [f"i-{n:017x}" for n in range(501)]
+    for b in range(0, len(ids), 500):
+        cw.put_metric_data(Namespace="AWS/EC2", MetricData=[
+            {"MetricName": "CPUUtilization", "Dimensions": [{"Name": "InstanceId", "Value": iid}],
+             "Timestamp": now - timedelta(hours=2), "Value": float(n % 100), "Unit": "Percent"} for n, iid in enumerate(ids[b:b + 500], b)])
+    queries = [MetricQuery((iid, "cpu"), "AWS/EC2", "CPUUtilization", (("InstanceId", iid),), "Maximum", 86400) for iid in ids]
+    proxied = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=world.endpoint)
+    got = get_metric_data(proxied, queries, now - timedelta(days=1), now)
+    assert world.proxy.apis() == {"cloudwatch:GetMetricData": 2}  # 501 queries: 500 + 1
+    assert {k[0]: s.values for k, s in got.items()} == {iid: [float(n % 100)] for n, iid in enumerate(ids)}
