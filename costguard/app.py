@@ -553,4 +553,30 @@ def send_digests(loaded: LoadedConfig, bundles: Sequence[Any], *, clock: Callabl
         return deliver.send_digests(plan, transports, DeliveryStore(store), retry=retry, clock=clock)
     finally:
         store.close()
+
+# ---- doctor ----------------------------------------------------------------------------------------
+
+
+def doctor_checks(loaded: LoadedConfig, *, clock: Callable[[], datetime] = utcnow) -> Any:
+    """``(provider name, provider type, Check)`` for every set-up check of every provider, as they
+    run. A provider that cannot be built, or whose checks fail unexpectedly, yields one failed check
+    saying so; the other providers are still checked."""
+    from costguard.errors import CostguardError
+    from costguard.providers import Check
+
+    http = http_client()
+    try:
+        ctx = _context(loaded, out=None, clock=clock, http=http)
+        for p in loaded.config.providers:
+            kind = getattr(p, "type", "?")
+            try:
+                provider = p.build(ctx)
+                for check in provider.checks():
+                    yield p.name, kind, check
+            except CostguardError as e:
+                yield p.name, kind, Check(f"{p.name}: set-up", False, str(e), "fix the provider's configuration")
+            except Exception as e:  # noqa: BLE001 - one provider's bug must not hide the others' checks
+                yield p.name, kind, Check(f"{p.name}: checks", False, f"{type(e).__name__}: {e}",
+                                          "report this: the checks themselves failed")
+    finally:
         http.close()

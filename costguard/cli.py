@@ -845,6 +845,50 @@ def _scheduled_digest(loaded, week) -> int:  # noqa: ANN001 - LoadedConfig, IsoW
     return EXIT_PARTIAL if any(r.outcome == "failed" for r in results) else EXIT_OK
 
 
+@app.command()
+@_guard
+def doctor(
+    config: ConfigOpt = None,
+) -> None:
+    """Check that every provider can do its job, with the fix for each failure.
+
+    Per provider: credentials, each account's role, the export (present and fresh), each API the
+    rules need (one cheap read each; paid ones are marked, e.g. Cost Explorer $0.01), and for FOCUS
+    files their paths, readability and FOCUS version. Prints PASS / FAIL / SKIP per check; a FAIL
+    names the IAM action or set-up step that fixes it.
+
+    Exit 0 when every check passes, 1 when any fails, 2 on a config error.
+
+    Example:  costguard doctor -c costguard.yaml
+    """
+    from costguard.app import doctor_checks
+
+    _setup_logging()
+    loaded = _load(config)
+    out = SafeOut(sys.stdout)
+    out.write(f"costguard doctor · {loaded.path}\n")
+    failed = paid = total = 0
+    current = None
+    for name, kind, check in doctor_checks(loaded):
+        if name != current:
+            out.write(f"{name} (type {kind})\n")
+            current = name
+        total += 1
+        mark = {True: "PASS", False: "FAIL", None: "SKIP"}[check.ok]
+        label = check.name[len(name) + 2:] if check.name.startswith(name + ": ") else check.name
+        out.write(f"  {mark}  {label}" + (f": {check.detail}" if check.detail else "") + "\n")
+        if check.ok is False:
+            failed += 1
+            if check.fix:
+                out.write(f"        fix: {check.fix}\n")
+        paid += 1 if check.paid else 0
+    if total == 0:
+        out.write("no providers configured\n")
+    out.write(f"{total - failed} of {total} check(s) passed" + (f", {failed} failed" if failed else "")
+              + (f" ({paid} paid request(s) made)" if paid else "") + "\n")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
 def main() -> None:
     try:
         app()

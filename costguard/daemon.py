@@ -168,6 +168,7 @@ class CycleWorker:
             ok = p.get("status") == "ok"
             self.metrics.rows_ingested_total.labels(source).inc(p.get("rows") or 0)
             self.metrics.set_provider_up(source, ok)
+            self.metrics.record_requests(source, p.get("api_requests") or {}, p.get("paid_requests") or {})
             if not ok:
                 self.metrics.provider_errors_total.labels(source).inc()
             for check, c in ((p.get("conformance") or {}).get("checks") or {}).items():

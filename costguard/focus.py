@@ -349,13 +349,14 @@ def _check_csv_shape_streaming(path: str, ncols: int) -> bool:
     return False
 
 
-def _scan_csv_streaming(path: str) -> "Scanned":
+def _scan_csv_streaming(path: str, any_format: bool = False) -> "Scanned":
     try:
         lf = pl.scan_csv(path, infer_schema=False, null_values=list(NULL_TOKENS))
         names = lf.collect_schema().names()
     except Exception as e:
         raise DataError(f"{path}: cannot parse CSV: {first_line(e)}") from None
-    _refuse_other_formats(path, names)
+    if not any_format:
+        _refuse_other_formats(path, names)
     multiline = _check_csv_shape_streaming(path, len(names))
     renames = {n: _clean_header(n) for n in names if _clean_header(n) != n}
     return Scanned(lf.rename(renames) if renames else lf, *_csv_numbering(multiline))
@@ -380,8 +381,11 @@ def scan(path: str, storage_options: dict | None = None, *, stream_csv_above: in
     return scan_file(path, storage_options, stream_csv_above=stream_csv_above).frame
 
 
-def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_above: int = STREAM_CSV_ABOVE) -> Scanned:
+def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_above: int = STREAM_CSV_ABOVE,
+              any_format: bool = False) -> Scanned:
     """Raw read of one export file (.parquet, .csv, .csv.gz/.gz). Read problems raise DataError.
+    A known non-FOCUS billing format is refused unless ``any_format`` (a reader that maps it, e.g.
+    the aws provider's CUR 2.0 reader).
 
     Parquet and large local CSV files are scanned lazily (memory does not grow with the file);
     gzip, remote and small CSV files are read whole, which also lets every problem surface here.
@@ -393,7 +397,7 @@ def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_abov
         except OSError:
             big = False  # reported as "file not found" below
         if big:
-            return _scan_csv_streaming(path)
+            return _scan_csv_streaming(path, any_format)
     if lower.endswith(".parquet"):
         try:
             lf = pl.scan_parquet(path, storage_options=storage_options, hive_partitioning=False)
@@ -402,7 +406,8 @@ def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_abov
             raise DataError(f"{path}: file not found") from None
         except Exception as e:
             raise DataError(f"{path}: not a readable parquet file (truncated or corrupt; re-export it): {first_line(e)}") from None
-        _refuse_other_formats(path, names)
+        if not any_format:
+            _refuse_other_formats(path, names)
         renames = {n: _clean_header(n) for n in names if _clean_header(n) != n}
         return Scanned(lf.rename(renames) if renames else lf)
     if not (lower.endswith(".csv") or lower.endswith(".gz")):
@@ -426,7 +431,8 @@ def scan_file(path: str, storage_options: dict | None = None, *, stream_csv_abov
         elif "utf-8" in msg.lower() or "utf8" in msg.lower():
             msg = f"not UTF-8 text: {msg}"
         raise DataError(f"{path}: cannot parse CSV: {msg}") from None
-    _refuse_other_formats(path, df.columns)
+    if not any_format:
+        _refuse_other_formats(path, df.columns)
     multiline = _check_csv_shape(data, df.width, path)
     return Scanned(df.rename({n: _clean_header(n) for n in df.columns}).lazy(), *_csv_numbering(multiline))
 

@@ -164,6 +164,9 @@ def ingest_source(
         st = provider.status()
         res.api_requests, res.paid_requests = dict(st.api_requests), dict(st.paid_requests)
         res.problems = list(st.problems)
+        if res.api_requests:
+            progress(f"{provider.name}: {sum(res.api_requests.values()):,} API request(s)"
+                     + (f", {sum(res.paid_requests.values()):,} of them paid" if res.paid_requests else ""))
         rejected = (f"{res.ledger.rows_rejected:,} row(s) rejected: "
                     + "; ".join(f"{k} ({v.count:,})" for k, v in sorted(res.ledger.rejected.items()))) if res.ledger.rows_rejected else None
         if st.state not in (ConnectionStatus.OK, ConnectionStatus.UNKNOWN, ConnectionStatus.PARTIAL):
@@ -180,6 +183,7 @@ def ingest_source(
     except ProviderError as e:
         res.status, res.detail = e.status, str(e)
         log.error("ingest_failed", source=provider.name, error=str(e))
+        _requests_of(provider, res)
     except DataError as e:
         res.status, res.detail = str(ConnectionStatus.PARSE_ERROR), f"provider {provider.name!r}: {e}"
         log.error("ingest_failed", source=provider.name, error=str(e))
@@ -187,6 +191,16 @@ def ingest_source(
         batch.discard()
         batch = None
     return Staged(res, batch)
+
+
+def _requests_of(provider: Provider, res: SourceResult) -> None:
+    """A failed source still reports the requests (and partial problems) it made before failing."""
+    try:
+        st = provider.status()
+    except Exception:  # noqa: BLE001 - the failure being reported matters more
+        return
+    res.api_requests, res.paid_requests = dict(st.api_requests), dict(st.paid_requests)
+    res.problems = list(st.problems)
 
 
 def land(staged: Staged, lake: Lake, record_day: Callable[[str, date, int, list[str]], None]) -> None:

@@ -37,6 +37,8 @@ INVENTORY_SCHEMA: dict[str, pl.DataType] = {
     "healthy_targets": pl.Int64(),    # load balancers
     "bytes_30d": pl.Float64(),        # NAT gateways: bytes processed in 30 days
     "retention_days": pl.Int64(),     # log groups: null = kept forever
+    "platform": pl.String(),          # instances: Linux/UNIX, Windows, … (prices differ); databases: the engine
+    "recommendation": pl.String(),    # JSON: a cloud's own rightsizing advice (e.g. AWS Compute Optimizer), where read
 }
 REQUIRED = ("provider", "account_id", "resource_id")
 

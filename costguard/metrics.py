@@ -73,10 +73,16 @@ class Metrics:
             ["source"],
             registry=r,
         )
-        self.paid_api_calls_total = Counter(
-            "costguard_paid_api_calls",
-            "Billable API requests (e.g. AWS Cost Explorer, $0.01 each).",
-            ["source", "api"],
+        self.api_requests_total = Counter(
+            "costguard_api_requests",
+            "Cloud API requests made by a provider (retries included), by provider entry and service:Operation.",
+            ["provider", "api"],
+            registry=r,
+        )
+        self.paid_api_requests_total = Counter(
+            "costguard_paid_api_requests",
+            "Billable cloud API requests (AWS Cost Explorer $0.01 each; CloudWatch GetMetricData per metric).",
+            ["provider", "api"],
             registry=r,
         )
         self.notifications_total = Counter(
@@ -93,6 +99,13 @@ class Metrics:
         self.cycle_duration_seconds.labels(status).observe(duration_seconds)
         self.cycles_total.labels(status).inc()
         self.last_cycle_timestamp_seconds.labels(status).set(finished_at)
+
+    def record_requests(self, provider: str, requests: Mapping[str, int], paid: Mapping[str, int]) -> None:
+        """Add one run's request counts (from its run record) to the request counters."""
+        for api, n in requests.items():
+            self.api_requests_total.labels(provider, api).inc(n)
+        for api, n in paid.items():
+            self.paid_api_requests_total.labels(provider, api).inc(n)
 
     def set_provider_up(self, source: str, up: bool) -> None:
         self.provider_up.labels(source).set(1 if up else 0)

@@ -120,6 +120,12 @@ class NativeBudget:
     actual: Decimal | None = None
     forecast: Decimal | None = None
     scope: Mapping[str, Any] = field(default_factory=dict)
+    #: alert thresholds defined with the budget: ``{"on": actual|forecast, "value": Decimal,
+    #: "type": percent|absolute, "comparison": gt|lt|eq}``
+    thresholds: tuple[Mapping[str, Any], ...] = ()
+    provider: str | None = None      # FOCUS ProviderName
+    account_id: str | None = None    # the account (subscription, project) the budget belongs to
+    read_on: date | None = None      # the day actual/forecast were read (they describe that day's period)
 
 
 def new_run_id(now: datetime) -> str:

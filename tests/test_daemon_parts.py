@@ -144,7 +144,7 @@ def test_metrics_own_registry_and_findings_reset():
     assert m.registry is reg
     m.record_cycle("ok", 12.5, 1_700_000_000)
     m.rows_ingested_total.labels("exports").inc(42)
-    m.paid_api_calls_total.labels("aws-org", "ce:GetCostAndUsage").inc()
+    m.record_requests("aws-org", {"ce:GetCostAndUsage": 2, "ec2:DescribeInstances": 4}, {"ce:GetCostAndUsage": 2})
     m.set_findings({("budget", "critical"): 2, ("tag", "warning"): 5})
     m.set_findings({("tag", "warning"): 3})
     get = reg.get_sample_value
@@ -152,7 +152,9 @@ def test_metrics_own_registry_and_findings_reset():
     assert get("costguard_cycle_duration_seconds_count", {"status": "ok"}) == 1
     assert get("costguard_last_cycle_timestamp_seconds", {"status": "ok"}) == 1_700_000_000
     assert get("costguard_rows_ingested_total", {"source": "exports"}) == 42
-    assert get("costguard_paid_api_calls_total", {"source": "aws-org", "api": "ce:GetCostAndUsage"}) == 1
+    assert get("costguard_paid_api_requests_total", {"provider": "aws-org", "api": "ce:GetCostAndUsage"}) == 2
+    assert get("costguard_api_requests_total", {"provider": "aws-org", "api": "ec2:DescribeInstances"}) == 4
+    assert get("costguard_paid_api_requests_total", {"provider": "aws-org", "api": "ec2:DescribeInstances"}) is None
     assert get("costguard_findings_open", {"kind": "tag", "severity": "warning"}) == 3
     assert get("costguard_findings_open", {"kind": "budget", "severity": "critical"}) is None
     payload, content_type = m.render()

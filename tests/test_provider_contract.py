@@ -61,8 +61,31 @@ def _focus_broken(tmp_path: Path) -> Provider:
     return cfg.build(_ctx(tmp_path))
 
 
+def _aws(tmp_path: Path, *, bucket: str | None = None) -> Provider:
+    """A FOCUS export of the sample in moto's S3 (a bucket of its own), read by ``type: aws``."""
+    import uuid
+    from datetime import datetime, timezone
+
+    import boto3
+
+    from aws_env import moto_server
+    from aws_exports import put_export, sample_aws, typed_focus
+
+    ep = moto_server()
+    name = bucket or f"contract-{uuid.uuid4().hex[:12]}"
+    if bucket is None:
+        s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=ep)
+        s3.create_bucket(Bucket=name)
+        put_export(s3, name, "focus/", "focus", "2024-09", [typed_focus(sample_aws())])
+    cfg = PROVIDERS.get("aws").model_validate({
+        "name": "contract", "type": "aws", "endpoint_url": ep, "regions": ["us-east-1"], "max_attempts": 2,
+        "costs": {"source": "focus_export", "uri": f"s3://{name}/focus/"}})
+    return cfg.build(BuildContext(base_dir=tmp_path, clock=lambda: datetime(2024, 10, 1, 6, tzinfo=timezone.utc)))
+
+
 CASES = [
     ProviderCase("focus", _focus, _focus_broken, Window(date(2024, 9, 1), date(2024, 10, 1)), date(2024, 9, 30)),
+    ProviderCase("aws", _aws, lambda t: _aws(t, bucket="no-such-bucket"), Window(date(2024, 9, 1), date(2024, 10, 1)), date(2024, 9, 30)),
 ]
 
 

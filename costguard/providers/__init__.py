@@ -20,6 +20,7 @@ from costguard.providers.base import (
 )
 from costguard.build import BuildContext
 from costguard.providers import focus as _focus  # noqa: F401,E402  (registers "focus")
+from costguard.providers import aws as _aws  # noqa: F401,E402  (registers "aws")
 
 __all__ = [
     "DEFAULT_EARLIEST",

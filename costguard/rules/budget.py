@@ -310,6 +310,9 @@ class Budget:
         cur, adj = t.currency, ADJECTIVE.get(t.period, t.period)
         provider = single(rule.filter, "ProviderName")
         account = single(rule.filter, "SubAccountId", "BillingAccountId") if not t.scope else None
+        if t.native is not None:  # a cloud budget belongs to the account that defined it
+            provider = t.native.provider or provider
+            account = t.native.account_id or account
         last = pr.last_data_day.isoformat() if pr.last_data_day else None
         breach = days_to_breach(pr, t.amount, ctx.as_of)
         money_note = "".join(
