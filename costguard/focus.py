@@ -14,7 +14,7 @@ import os
 import json
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -474,27 +474,34 @@ def normalize_tags(raw: str) -> str | None:
     return _json_info(raw)[1]
 
 
-def _json_mapping(raw: pl.LazyFrame, expr: pl.Expr) -> tuple[list[str], list[str | None], list[str | None]]:
-    """Distinct raw JSON texts of one file → (valid text, normalised tags), computed once.
-
-    Exports have 10^7 rows but a few thousand distinct tag sets: the Python JSON work runs per
-    distinct value here, and rows are then mapped with a vectorised ``replace_strict``.
-    """
-    try:
-        uniq = raw.select(expr.alias("v")).unique().collect(engine="streaming")["v"].drop_nulls().to_list()
-    except Exception:  # unreadable input surfaces, with the file name, when the rows are read
-        uniq = []
-    info = [_json_info(v) for v in uniq]
-    return uniq, [i[0] for i in info], [i[1] for i in info]
+_JSON_FIELDS = pl.Struct({"valid": pl.String, "norm": pl.String})
 
 
-def _json_frame(keys: list[str], valid: list[str | None], norm: list[str | None], prefix: str) -> pl.LazyFrame:
-    """The per-file JSON mapping as a small frame, joined to the rows (a join streams; a
-    ``replace_strict`` with thousands of keys made the streaming engine hold the whole file)."""
-    return pl.LazyFrame(
-        {f"{prefix}_key": keys, f"{prefix}_valid": valid, f"{prefix}_norm": norm},
-        schema={f"{prefix}_key": pl.String, f"{prefix}_valid": pl.String, f"{prefix}_norm": pl.String},
-    )
+def _json_batch(s: pl.Series) -> pl.Series:
+    """One batch of raw JSON texts → a struct of (``valid``: the text when it is a JSON object, else
+    null; ``norm``: the normalised tags). Exports have 10^7 rows but a few thousand distinct tag
+    sets, so the Python JSON work runs once per distinct text (cached across batches and files) and
+    rows are mapped with a vectorised ``replace_strict`` of the batch's own distinct texts; ``valid``
+    is the batch itself unless a text is invalid or rewritten (a key/value list).
+
+    Applied with ``map_batches`` inside the row query, it needs no pass of its own over the file
+    and streams (a join on a per-file mapping copied every other column of the rows; a
+    ``replace_strict`` with thousands of literal keys in the plan made the streaming engine hold
+    the whole file)."""
+    uniq = s.drop_nulls().unique()
+    if not len(uniq):
+        nulls = pl.repeat(None, len(s), dtype=pl.String, eager=True)
+        return pl.DataFrame({"valid": nulls, "norm": nulls}).to_struct(s.name)
+    texts = uniq.to_list()
+    info = [_json_info(v) for v in texts]
+    norm = s.replace_strict(uniq, pl.Series([i[1] for i in info], dtype=pl.String), default=None, return_dtype=pl.String)
+    changed = [j for j, (text, i) in enumerate(zip(texts, info)) if i[0] != text]
+    if changed:
+        valid = s.replace_strict(uniq, pl.Series([i[0] for i in info], dtype=pl.String), default=None,
+                                 return_dtype=pl.String)
+    else:
+        valid = s.cast(pl.String)
+    return pl.DataFrame({"valid": valid, "norm": norm}).to_struct(s.name)
 
 
 def _as_json_text(c: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
@@ -533,7 +540,7 @@ def _cleaned_dtype(dtype: pl.DataType, spec: ColumnSpec) -> pl.DataType:
     return dtype
 
 
-def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec, json_map: dict[str, tuple[list[str], list[str | None], list[str | None]]] | None = None,
+def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec, json_cols: Collection[str] = (),
            timestamp_formats: Sequence[str] = ()) -> pl.Expr:
     """Parse the cleaned raw column ``name`` into the lake type; unparseable -> null."""
     c = pl.col(name)
@@ -545,8 +552,8 @@ def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec, json_map: dict[str, 
     if spec.data_type == "JSON":
         if dtype == pl.Boolean:  # marker from _clean_raw: the source type can never be JSON
             return pl.lit(None, pl.String)
-        if json_map and name in json_map:
-            return pl.col(f"{name}_valid")
+        if name in json_cols:
+            return pl.col(f"{name}_json").struct.field("valid")
         return pl.lit(None, pl.String)
     if spec.data_type == "Decimal":
         if stringy:
@@ -654,19 +661,18 @@ def normalize(raw: pl.LazyFrame, *, file: str, timestamp_formats: Sequence[str] 
     stage_a = [_clean_raw(n, dt, specs[n]).alias(raw_name[n]) for n, dt in present.items()]
     if LINE in schema:
         stage_a.append(pl.col(LINE).cast(pl.Int64))
-    json_map = {
-        raw_name[n]: _json_mapping(raw, _clean_raw(n, dt, specs[n]))
-        for n, dt in present.items()
-        if specs[n].data_type == "JSON" and _as_json_text(pl.col(n), dt) is not None
-    }
+    json_cols = {raw_name[n] for n, dt in present.items()
+                 if specs[n].data_type == "JSON" and _as_json_text(pl.col(n), dt) is not None}
     cleaned = raw.select(stage_a)
-    for rn, (keys, valid, norm) in json_map.items():
-        cleaned = cleaned.join(_json_frame(keys, valid, norm, rn), left_on=rn, right_on=f"{rn}_key", how="left", maintain_order="left")
+    if json_cols:
+        cleaned = cleaned.with_columns(
+            pl.col(rn).map_batches(_json_batch, return_dtype=_JSON_FIELDS, is_elementwise=True).alias(f"{rn}_json")
+            for rn in sorted(json_cols))
     stage_b = []
     for n, dt in present.items():
-        stage_b.append(_parse(raw_name[n], _cleaned_dtype(dt, specs[n]), specs[n], json_map, timestamp_formats).alias(n))
-    if "Tags" in present and raw_name["Tags"] in json_map:
-        x_tags = pl.col(f"{raw_name['Tags']}_norm")
+        stage_b.append(_parse(raw_name[n], _cleaned_dtype(dt, specs[n]), specs[n], json_cols, timestamp_formats).alias(n))
+    if "Tags" in present and raw_name["Tags"] in json_cols:
+        x_tags = pl.col(f"{raw_name['Tags']}_json").struct.field("norm")
     else:
         x_tags = pl.lit(None, pl.String)
     stage_b.append(x_tags.alias("x_Tags"))
@@ -708,13 +714,16 @@ def _reject_exprs(present: dict[str, pl.DataType], raw_name: dict[str, str]) -> 
     """(reason, offending raw value) of the first problem that makes a row unstorable, else null.
 
     A row without a readable ChargePeriodStart has no day to be stored under; a row whose amount
-    cannot be read would put a wrong number in every total. Both are rejected, never guessed."""
+    cannot be read would put a wrong number in every total. Both are rejected, never guessed.
+    A typed column that always converts (a parquet timestamp, a Decimal(38, 10)) is not tested
+    for being unreadable: every branch of the expression is computed for every row."""
     cases: list[tuple[pl.Expr, str, pl.Expr]] = []
     r = pl.col(raw_name["ChargePeriodStart"])
     cases.append((r.is_null(), "ChargePeriodStart is null", pl.lit(None, pl.String)))
-    cases.append((pl.col("ChargePeriodStart").is_null(), "ChargePeriodStart is not a date/time (ISO 8601 expected)", r.cast(pl.String)))
+    if not _always_converts(present["ChargePeriodStart"], "Date/Time"):
+        cases.append((pl.col("ChargePeriodStart").is_null(), "ChargePeriodStart is not a date/time (ISO 8601 expected)", r.cast(pl.String)))
     for m in REJECTABLE_COSTS:
-        if m in present:
+        if m in present and not _always_converts(present[m], "Decimal"):
             rm = pl.col(raw_name[m])
             cases.append((rm.is_not_null() & pl.col(m).is_null(), f"{m} is not a decimal number", rm.cast(pl.String)))
     reason: Any = None
@@ -731,7 +740,7 @@ def file_days(raw: pl.LazyFrame, *, file: str, timestamp_formats: Sequence[str] 
     raw, schema = _prepare(raw, file)
     spec = _columns(LAKE_VERSION)["ChargePeriodStart"]
     dt = schema["ChargePeriodStart"]
-    parsed = _parse("__raw", _cleaned_dtype(dt, spec), spec, None, timestamp_formats)
+    parsed = _parse("__raw", _cleaned_dtype(dt, spec), spec, (), timestamp_formats)
     return (
         raw.select(_clean_raw("ChargePeriodStart", dt, spec).alias("__raw"))
         .select(parsed.dt.date().alias("x_ChargeDate"))
@@ -809,6 +818,15 @@ def _lossless(dtype: pl.DataType, spec: ColumnSpec) -> bool:
     if spec.data_type == "Decimal":
         return isinstance(dtype, pl.Decimal) or dtype.is_integer()
     if spec.data_type == "Date/Time":
+        return isinstance(dtype, pl.Datetime) or dtype == pl.Date
+    return False
+
+
+def _always_converts(dtype: pl.DataType, data_type: str) -> bool:
+    """True when every non-null value of ``dtype`` converts to the lake type exactly."""
+    if data_type == "Decimal":
+        return dtype == DECIMAL or dtype.is_integer()
+    if data_type == "Date/Time":
         return isinstance(dtype, pl.Datetime) or dtype == pl.Date
     return False
 
@@ -920,9 +938,19 @@ def sample_aggs(group_keys: Sequence[str]) -> list[pl.Expr]:
     return [pl.col(n).first() for n, sp in _lake_specs().items() if sp.allowed_values and n not in group_keys]
 
 
-def groups_from_partial(partial: pl.DataFrame, count: str) -> pl.DataFrame:
+def flagged_groups(rows: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
+    """The rows that fail a check, grouped by ``keys`` and ``x_Conformance``, with their count
+    (``x_RowCount``) and a sample value of every checked column: what :func:`groups_from_partial`
+    needs, at the cost of one null test for a clean row (nearly all of them)."""
+    gk = [*keys, "x_Conformance"]
+    return (rows.filter(pl.col("x_Conformance").is_not_null())
+            .group_by(gk).agg(pl.len().cast(pl.Int64).alias("x_RowCount"), *sample_aggs(gk)))
+
+
+def groups_from_partial(partial: pl.DataFrame, count: str, *, clean_rows: int | None = None) -> pl.DataFrame:
     """An aggregation grouped by (keys…, ``x_Conformance``) → rows per mask (``__n``) plus up to
-    two sample rows per mask, as columns ``<col>\x1f0`` / ``<col>\x1f1``."""
+    two sample rows per mask, as columns ``<col>\x1f0`` / ``<col>\x1f1``. ``clean_rows``: the
+    aggregation holds flagged rows only (:func:`flagged_groups`) and this many rows were clean."""
     lake = _lake_schema()
     cols = [c for c in partial.columns if c not in ("x_Conformance", count) and c in lake]
     schema: dict[str, pl.DataType] = {"x_Conformance": pl.UInt64, "__n": pl.Int64}
@@ -937,6 +965,8 @@ def groups_from_partial(partial: pl.DataFrame, count: str) -> pl.DataFrame:
             for c in cols:
                 row[f"{c}\x1f{i}"] = grp[c][j] if mask is not None else None
         out.append(row)
+    if clean_rows:
+        out.append({"x_Conformance": None, "__n": clean_rows})
     return pl.DataFrame(out, schema=schema, orient="row") if out else pl.DataFrame(schema=schema)
 
 

@@ -73,21 +73,19 @@ def sums(count: pl.Expr) -> list[pl.Expr]:
     return [*out, count.alias("x_RowCount")]
 
 
-def rollup(rows: pl.LazyFrame, source: str, *, by_mask: bool = False) -> pl.LazyFrame:
-    """Rows → daily rollup; ``by_mask`` also splits by ``x_Conformance`` (with sample values of
-    the checked columns), so one pass yields both the rollup and the conformance counts."""
-    keys: list[str] = [*ROLLUP_KEYS, "x_Conformance"] if by_mask else list(ROLLUP_KEYS)
-    samples = focus.sample_aggs(keys) if by_mask else []
+def rollup(rows: pl.LazyFrame, source: str) -> pl.LazyFrame:
+    """Rows → daily rollup."""
     return (
-        rows.group_by(keys)
-        .agg(*sums(pl.len().cast(pl.Int64)), *samples)
+        rows.group_by(list(ROLLUP_KEYS))
+        .agg(*sums(pl.len().cast(pl.Int64)))
         .with_columns(pl.lit(source).alias("x_Source"))
+        .select(list(ROLLUP_COLUMNS))
         .cast(rollup_schema())  # type: ignore[arg-type]
     )
 
 
 def combine(partials: pl.LazyFrame) -> pl.DataFrame:
-    """Partial rollups (several parts, or with the mask split) → one rollup."""
+    """Partial rollups (of several parts holding the same days) → one rollup."""
     return (
         partials.group_by(["x_Source", *ROLLUP_KEYS])
         .agg(*sums(pl.col("x_RowCount").sum()))

@@ -151,7 +151,8 @@ class FocusProvider:
                 except DataError as e:
                     raise self._fail(ConnectionStatus.PARSE_ERROR, str(e)) from None
                 yield Part(lf, origin=self._shown(f), rows_read=min(self._chunk_rows, n - offset) if n else 0,
-                           line_kind=scanned.line_kind, size=size, signature=sig)
+                           line_kind=scanned.line_kind, size=size, signature=sig,
+                           days=frozenset(d for d in days if d is not None) if days is not None else None)
 
     def inventory(self) -> pl.DataFrame | None:
         if not self._inventory:
