@@ -1,5 +1,6 @@
 """The daily rollup: what rules, reports and the digest read. One definition, used by the lake
 writer here and by anything that computes the same rollup elsewhere (e.g. pushed to Athena).
+Polars is imported by the functions that use it: the keys are read by config and rule models.
 
 A rollup row is one (day × source × every key below) with the sums of the cost metrics and
 quantities, and ``x_RowCount`` (how many source rows it sums).
@@ -8,11 +9,12 @@ quantities, and ``x_RowCount`` (how many source rows it sums).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import polars as pl
-
-from costguard import focus
 from costguard.model import COST_METRICS
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: Lake format: bump when the rollup keys/columns or the row layout change (see Lake.upgrade).
 FORMAT_VERSION = 2
@@ -51,6 +53,10 @@ ROLLUP_COLUMNS = ("x_Source", *ROLLUP_KEYS, *SUMMED, "x_RowCount")
 
 
 def rollup_schema() -> dict[str, pl.DataType]:
+    import polars as pl
+
+    from costguard import focus
+
     lake = focus.lake_schema()
     out: dict[str, pl.DataType] = {"x_Source": pl.String()}
     for k in ROLLUP_KEYS:
@@ -64,6 +70,8 @@ def rollup_schema() -> dict[str, pl.DataType]:
 def sums(count: pl.Expr) -> list[pl.Expr]:
     """The aggregations of a rollup row. A nullable column (ContractedCost, the quantities) stays
     null only when every summed row is null, so "unknown" is not turned into zero."""
+    import polars as pl
+
     out = []
     for m in SUMMED:
         if m in ("BilledCost", "EffectiveCost", "ListCost"):
@@ -75,6 +83,8 @@ def sums(count: pl.Expr) -> list[pl.Expr]:
 
 def rollup(rows: pl.LazyFrame, source: str) -> pl.LazyFrame:
     """Rows → daily rollup."""
+    import polars as pl
+
     return (
         rows.group_by(list(ROLLUP_KEYS))
         .agg(*sums(pl.len().cast(pl.Int64)))
@@ -86,6 +96,8 @@ def rollup(rows: pl.LazyFrame, source: str) -> pl.LazyFrame:
 
 def combine(partials: pl.LazyFrame) -> pl.DataFrame:
     """Partial rollups (of several parts holding the same days) → one rollup."""
+    import polars as pl
+
     return (
         partials.group_by(["x_Source", *ROLLUP_KEYS])
         .agg(*sums(pl.col("x_RowCount").sum()))

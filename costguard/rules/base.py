@@ -15,16 +15,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from costguard.catalog import Catalog, bundled
-from costguard.lake import ROLLUP_KEYS
+from costguard.rollup import ROLLUP_KEYS
 from costguard.model import Finding, NativeBudget
 from costguard.owners import OwnersConfig
 from costguard.registry import Registry
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: String dimensions of the daily cost rollup: what ``filter:`` and ``group_by:`` may name.
 DIMENSIONS: tuple[str, ...] = ("x_Source", *(k for k in ROLLUP_KEYS if k not in ("x_ChargeDate", "x_Tags")))
@@ -100,6 +102,8 @@ def normalise_key(key: str) -> str:
 
 def tag_value(key: str) -> pl.Expr:
     """The value of tag ``key`` in ``x_Tags`` (null when absent); bracket notation handles any key."""
+    import polars as pl
+
     return pl.col(TAGS).str.json_path_match(f"$[{json.dumps(normalise_key(key), ensure_ascii=False)}]")
 
 
@@ -122,6 +126,8 @@ def check_filter(flt: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def apply_filter(lf: pl.LazyFrame, flt: FilterSpec) -> pl.LazyFrame:
     """Keep rows matching every entry: column (or ``tag:KEY``) equal to the value or one of the values."""
+    import polars as pl
+
     for col, val in flt.items():
         values = [val] if isinstance(val, str) else list(val)
         expr = tag_value(col[len(TAG_PREFIX):]) if col.startswith(TAG_PREFIX) else pl.col(col)
@@ -142,6 +148,8 @@ def single(flt: FilterSpec, *cols: str) -> str | None:
 
 def day_range(start: date, end: date) -> pl.Expr:
     """Rows whose charge day is in ``[start, end)``."""
+    import polars as pl
+
     return (pl.col(DATE) >= start) & (pl.col(DATE) < end)
 
 

@@ -18,14 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any, Literal
-
-import polars as pl
+from typing import TYPE_CHECKING, Any, Literal
 
 from costguard.catalog import Catalog, Price
-from costguard.inventory import INVENTORY_SCHEMA, RESOURCE_CLASSES
-from costguard.model import Finding, fingerprint
+from costguard.model import RESOURCE_CLASSES, Finding, fingerprint
 from costguard.rules.base import DATE, TAG_PREFIX, FilterSpec, RuleContext, RuleInstance, day_range, fmt_money, normalise_key
+
+if TYPE_CHECKING:
+    import polars as pl
 
 COST_DAYS = 30
 STOPPED_STATES = ("stopped", "stopping", "terminated", "shutting-down", "deallocated")
@@ -53,6 +53,10 @@ def check_resource_filter(flt: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def conform(inv: pl.LazyFrame) -> pl.LazyFrame:
     """The inventory with every contract column (missing ones null) and ``x_Source``."""
+    import polars as pl
+
+    from costguard.inventory import INVENTORY_SCHEMA
+
     have = inv.collect_schema().names()
     cols = [pl.col(c).cast(t) if c in have else pl.lit(None, dtype=t).alias(c) for c, t in INVENTORY_SCHEMA.items()]
     cols.append(pl.col("x_Source").cast(pl.String) if "x_Source" in have else pl.lit(None, dtype=pl.String).alias("x_Source"))
@@ -62,6 +66,8 @@ def conform(inv: pl.LazyFrame) -> pl.LazyFrame:
 def _inv_tag(key: str) -> pl.Expr:
     import json
 
+    import polars as pl
+
     return pl.col("x_tags").str.json_path_match(f"$[{json.dumps(normalise_key(key), ensure_ascii=False)}]")
 
 
@@ -70,6 +76,10 @@ def resources(ctx: RuleContext, flt: FilterSpec, classes: Sequence[str] | None =
     ``_cost`` (EffectiveCost in the window, null when the lake has no row for the resource),
     ``_committed`` (the part with a CommitmentDiscountId), ``_currency``, ``_days`` (days of the
     window since the resource first appears) and the lake's details as ``lake_<Column>``."""
+    import polars as pl
+
+    from costguard.inventory import INVENTORY_SCHEMA
+
     if ctx.inventory is None:
         return pl.DataFrame(schema={**INVENTORY_SCHEMA, "x_Source": pl.String()})
     inv = conform(ctx.inventory)
@@ -97,6 +107,8 @@ def resources(ctx: RuleContext, flt: FilterSpec, classes: Sequence[str] | None =
 def lake_costs(costs: pl.LazyFrame, as_of: date, keys: Sequence[str] | None, *, days: int = COST_DAYS) -> pl.DataFrame:
     """Per resource (lower-cased provider and id): EffectiveCost over ``days`` ending at ``as_of``
     in the currency holding most of it, the committed part, days seen and the lake's details."""
+    import polars as pl
+
     start = as_of - timedelta(days=days - 1)
     rows = costs.filter(day_range(start, as_of + timedelta(days=1)) & pl.col("ResourceId").is_not_null()).with_columns(
         pl.col("ProviderName").str.to_lowercase().alias("_prov"), pl.col("ResourceId").str.to_lowercase().alias("_key"))

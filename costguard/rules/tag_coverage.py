@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from pydantic import Field, field_validator
 
 from costguard.model import Finding, fingerprint
@@ -27,6 +26,9 @@ from costguard.rules.base import (
     ratio,
     to_month,
 )
+
+if TYPE_CHECKING:
+    import polars as pl
 
 RESOURCE_IDENTITY = ("ProviderName", "BillingAccountId", "SubAccountId", "ResourceId")
 RESOURCE_DETAILS = ("RegionId", "ServiceName", "ResourceType", "x_Source")
@@ -96,6 +98,8 @@ class TagCoverage:
     Params = TagCoverageParams
 
     def evaluate(self, rule: RuleInstance, ctx: RuleContext) -> list[Finding]:
+        import polars as pl
+
         p: TagCoverageParams = rule.params
         start = ctx.as_of - timedelta(days=p.window_days - 1)
         has = [tagkeys.tag_value(k, p.aliases).is_not_null().alias(f"_has{i}") for i, k in enumerate(p.keys)]
@@ -120,6 +124,8 @@ class TagCoverage:
         return [*p.group_by, *(["BillingCurrency"] if "BillingCurrency" not in p.group_by else [])]
 
     def _groups(self, rows: pl.LazyFrame, p: TagCoverageParams) -> pl.LazyFrame:
+        import polars as pl
+
         cost = pl.col(p.metric)
         return rows.group_by(self._keys(p)).agg(
             cost.sum().alias("_total"),
@@ -128,6 +134,8 @@ class TagCoverage:
         )
 
     def _group_resources(self, rows: pl.LazyFrame, p: TagCoverageParams) -> pl.LazyFrame:
+        import polars as pl
+
         return (
             rows.filter(pl.col("ResourceId").is_not_null())
             .group_by(list(dict.fromkeys([*self._keys(p), "ResourceId"])))
@@ -136,6 +144,8 @@ class TagCoverage:
 
     @staticmethod
     def _untagged_resources(rows: pl.LazyFrame, p: TagCoverageParams) -> pl.LazyFrame:
+        import polars as pl
+
         assert p.resource_cost_floor is not None
         cost = pl.col(p.metric)
         return (
