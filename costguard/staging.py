@@ -278,26 +278,27 @@ class Batch:
 
     def _daily_rollups(self) -> Iterator[tuple[date, pl.DataFrame]]:
         """Each staged day's rollup. A part's partial rollup is complete for a day no other part
-        holds (the usual case: daily export files), so it is only split by day; the days several
-        parts hold are combined."""
+        holds (daily export files), so it is only split by day; a day several parts hold (the
+        slices of a big file, a day spread over files) is combined from those parts alone, one
+        day at a time, so memory stays that of one day's rollup."""
         files = {i: self.dir / "partials" / f"{i:05d}.parquet" for i in sorted(self._partial_days)}
         files = {i: f for i, f in files.items() if f.exists()}
-        holders: dict[date, int] = {}
+        holders: dict[date, list[int]] = {}
         for i in files:
             for d in self._partial_days[i]:
-                holders[d] = holders.get(d, 0) + 1
-        shared = sorted(d for d, n in holders.items() if n > 1)
+                holders.setdefault(d, []).append(i)
         for i, f in files.items():
-            if not self._partial_days[i] - set(shared):
+            own = {d for d in self._partial_days[i] if len(holders[d]) == 1}
+            if not own:
                 continue
-            own = pl.read_parquet(f).filter(~pl.col("x_ChargeDate").is_in(shared)) if shared else pl.read_parquet(f)
-            for (d,), day in own.partition_by("x_ChargeDate", as_dict=True).items():
+            df = pl.read_parquet(f)
+            if len(own) < len(self._partial_days[i]):
+                df = df.filter(pl.col("x_ChargeDate").is_in(sorted(own)))
+            for (d,), day in df.partition_by("x_ChargeDate", as_dict=True).items():
                 yield d, day
-        if shared:
-            combined = rollup.combine(pl.scan_parquet([str(f) for f in files.values()])
-                                      .filter(pl.col("x_ChargeDate").is_in(shared)))
-            for (d,), day in combined.partition_by("x_ChargeDate", as_dict=True).items():
-                yield d, day
+        for d in sorted(d for d, held in holders.items() if len(held) > 1):
+            parts = pl.scan_parquet([str(files[i]) for i in holders[d]])
+            yield d, rollup.combine(parts.filter(pl.col("x_ChargeDate") == d))
 
     def _arrange_rows(self) -> None:
         """parts/<i>/day=D/x.parquet → costs/day=D/part-<i>-x.parquet"""

@@ -186,3 +186,14 @@ def test_cycle_benchmark_end_to_end(dataset, tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "costguard / duckdb: wall x" in out and "costguard / polars-floor: wall x" in out
+
+
+def test_ingest_bench_reads_every_row_into_each_kind_of_lake(dataset, capsys):
+    """bench/ingest.py (the in-process ingest timing): every row of the days up to as-of lands."""
+    ing = _load("ingest")
+    exp = _expected(dataset)
+    want = sum(n for d, n in exp["totals"]["rows_by_day"].items() if d <= exp["last_complete_day"])
+    for extra in ([], ["--rollup-only"]):
+        assert ing.main(["--data", str(dataset), *extra]) == 0
+        out = capsys.readouterr().out
+        assert f"{want:,} rows" in out and ("rollup only" if extra else "keep_rows") in out, out

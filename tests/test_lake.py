@@ -203,7 +203,7 @@ def _row_files(root: Path, day: date) -> list[Path]:
 
 def test_a_part_of_one_known_day_is_one_file_and_parts_sharing_a_day_add_up(tmp_path):
     """Daily files: each part's rows go to its day as they are; two parts holding the same day
-    (a day split over two files) are rolled up together."""
+    (a day split over two files, or a big file read in slices) are rolled up together."""
     root = tmp_path / "lake"
     lake = Lake(root, writer=True)
     d1, d2 = date(2026, 3, 1), date(2026, 3, 2)
@@ -219,6 +219,20 @@ def test_a_part_of_one_known_day_is_one_file_and_parts_sharing_a_day_add_up(tmp_
     by_resource = lake.rollup().filter(pl.col("x_ChargeDate") == d2).select("ResourceId", "BilledCost", "x_RowCount").sort("ResourceId").collect()
     assert by_resource.rows() == [("i-1", Decimal("12"), 2), ("i-2", Decimal("0.5"), 1)]  # one rollup row per key, both parts summed
     assert lake.costs().select(pl.len()).collect().item() == 5
+
+
+def test_parts_of_several_days_some_shared_roll_up_each_day_once(tmp_path):
+    """A monthly file next to a daily one: the day both hold is combined, the others are not."""
+    lake = Lake(tmp_path / "lake", keep_rows=False, writer=True)
+    d1, d2, d3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
+    parts = [
+        _part_of(tmp_path, "month", [row(d1, "1.00"), row(d2, "2.00"), row(d3, "3.00")], days_hint=None),
+        _part_of(tmp_path, "day", [row(d2, "0.25"), row(d2, "0.50", resource="i-9")], days_hint={d2}),
+    ]
+    _write(lake, Window(d1, date(2026, 3, 4)), parts)
+    got = lake.rollup().select("x_ChargeDate", "ResourceId", "BilledCost", "x_RowCount").sort("x_ChargeDate", "ResourceId").collect()
+    assert got.rows() == [(d1, "i-1", Decimal("1"), 1), (d2, "i-1", Decimal("2.25"), 2),
+                          (d2, "i-9", Decimal("0.5"), 1), (d3, "i-1", Decimal("3"), 1)]
 
 
 def test_a_wrong_day_hint_still_stores_every_row_under_its_own_day(tmp_path):
