@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from costguard.build import BuildContext
+from costguard.catalog import Catalog, load_catalog
 from costguard.config import LoadedConfig
 from costguard.errors import ConfigError, ConfigIssue, StoreError
 from costguard.focus import discover
@@ -71,6 +72,10 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
         if msg:
             k = "timezone" if "timezone" in msg.lower() else key
             issues.append(ConfigIssue(str(loaded.path), loaded.line("schedule", k), f"schedule.{k}", msg))
+    try:
+        load_catalog([loaded.resolve(c) for c in cfg.catalog])
+    except ConfigError as e:
+        issues.extend(e.issues)
     if "://" in cfg.state.lake:
         issues.append(ConfigIssue(str(loaded.path), loaded.line("state", "lake"), "state.lake",
                                   "object-storage lakes are not supported by this version; use a local or mounted path"))
@@ -183,6 +188,7 @@ def build_cycle(
     rules = load_rules(cfg.rules, base_dir=loaded.base_dir)
     owners_cfg = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
     owners = OwnerResolver(owners_cfg)
+    catalog = price_catalog(loaded)
     store = Store.open(loaded.state_url())
     http = http_client()
     try:
@@ -197,7 +203,15 @@ def build_cycle(
         raise
     return Cycle(store=store, lake=lake, providers=providers, delivery=delivery, rules=rules, owners=owners,
                  ingest=cfg.ingest, out=out, clock=clock, progress=progress, stop=stop,
-                 hint_config=loaded.path if hints else None, on_close=[http.close], repeat_after=repeat_after(loaded))
+                 hint_config=loaded.path if hints else None, on_close=[http.close], repeat_after=repeat_after(loaded),
+                 catalog=catalog)
+
+
+def price_catalog(loaded: LoadedConfig | None) -> Catalog:
+    """The bundled price catalogue with the config's ``catalog:`` files on top."""
+    if loaded is None:
+        return load_catalog([])
+    return load_catalog([loaded.resolve(c) for c in loaded.config.catalog])
 
 
 # ---- read-only access (costs, findings): never creates a database or a lake -----------------------
@@ -364,6 +378,35 @@ def build_daemon(loaded: LoadedConfig, *, stop: threading.Event | None = None, c
     server = HttpServer(cfg.server.host, cfg.server.port, health, metrics)
     return Daemon(providers=[p.name for p in cfg.providers], store=store, metrics=metrics, health=health,
                   server=server, scheduler=scheduler, worker=worker, lock=lock, stop=stop, clock=utcnow)
+
+
+# ---- rule authoring (cases, explain) --------------------------------------------------------------------
+
+
+def run_rule_cases(folders: Sequence[Path], loaded: LoadedConfig | None) -> list[Any]:
+    """Run the ``cases/`` of each rules folder with the config's price catalogue (or the bundled one)."""
+    from costguard.rules.cases import run_cases
+
+    catalog = price_catalog(loaded)
+    results: list[Any] = []
+    for folder in folders:
+        results += run_cases(folder.resolve(), catalog=catalog, base_dir=Path.cwd() if folder.resolve().is_relative_to(Path.cwd()) else folder.resolve().parent)
+    return results
+
+
+def explain_finding(loaded: LoadedConfig, fingerprint: str) -> dict | None:
+    """The explanation of one stored finding, with the rule as the rule files define it now."""
+    from costguard.explain import explanation
+
+    got = finding_detail(loaded, fingerprint)
+    if got is None:
+        return None
+    f, _events = got
+    try:
+        rules = {r.id: r for r in load_rules(loaded.config.rules, base_dir=loaded.base_dir)}
+    except ConfigError:
+        rules = {}
+    return explanation(f, rules.get(f["rule"]))
 
 
 # ---- doctor ----------------------------------------------------------------------------------------

@@ -613,6 +613,125 @@ def demo(
     raise typer.Exit(run_demo(folder, out=SafeOut(sys.stdout), progress=_progress))
 
 
+# ---- rule authoring: rules test, schema, explain ---------------------------------------------------
+
+rules_app = typer.Typer(
+    help="Rule authoring: run the test cases that ship with rule files (`costguard rules test`).",
+    no_args_is_help=True, rich_markup_mode=None, add_completion=False,
+)
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("test")
+@_guard
+def rules_test(
+    folders: Annotated[Optional[list[Path]], typer.Argument(metavar="[DIR]...", help="Rules folders whose cases/ to run (default: the config's rule folders with -c, else ./rules).", show_default=False)] = None,
+    config: ConfigOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the cases that pass.")] = False,
+) -> None:
+    """Run rule test cases: given cost and inventory rows, the rules must find exactly the expected findings.
+
+    Cases live in DIR/cases/<rule file name>.yaml beside the rules they test (docs/rules.md,
+    "Testing rules"). A failing case prints what was expected, the closest finding and each field
+    that differs. With -c the config's price catalogue is used; otherwise the bundled one.
+    Exit 0 when every case passes, 1 when one fails (or there are none), 2 on a bad rule or case file.
+
+    \b
+    Examples:
+      costguard rules test                      (./rules)
+      costguard rules test rules/ my-rules/ -v
+      costguard rules test -c costguard.yaml    (the config's rule folders and catalogue)
+    """
+    from costguard.app import run_rule_cases
+
+    loaded = _load(config) if (config or os.environ.get("COSTGUARD_CONFIG")) else None
+    if not folders:
+        if loaded is not None:
+            folders = [Path(loaded.resolve(r)) for r in loaded.config.rules if Path(loaded.resolve(r)).is_dir()]
+        else:
+            folders = [Path("rules")]
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        raise _usage(f"not a rules folder: {', '.join(missing)} (give folders that hold rule files and a cases/ folder)")
+    results = run_rule_cases(folders, loaded)
+    if not results:
+        _err(f"error: no test cases in {', '.join(str(f / 'cases') for f in folders)}; "
+             "write some (docs/rules.md, \"Testing rules\") so the rules are tested like code")
+        raise typer.Exit(EXIT_FAILED)
+    w = sys.stdout.write
+    failed = [r for r in results if not r.passed]
+    for r in results:
+        if r.passed and not verbose:
+            continue
+        w(f"{'PASS' if r.passed else 'FAIL'}  {r.file}:{r.line or '?'}  {r.name}  ({r.findings} finding(s))\n")
+        for line in r.problems:
+            w(f"        {line}\n")
+    w(f"{len(results)} case(s): {len(results) - len(failed)} passed, {len(failed)} failed\n")
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+class SchemaFor(str, Enum):
+    all = "all"
+    config = "config"
+    rules = "rules"
+
+
+@app.command()
+@_guard
+def schema(
+    kind: Annotated[Optional[str], typer.Option("--kind", help="Only the schema of one rule of this kind (e.g. idle).")] = None,
+    for_: Annotated[SchemaFor, typer.Option("--for", help="config: the config file; rules: a rule file; all: both, as {config, rules}.")] = SchemaFor.all,
+) -> None:
+    """Print JSON Schema generated from the code: the config file, rule files, or one rule kind.
+
+    Point your editor at it for completion and checking, e.g. with the YAML language server:
+
+    \b
+      costguard schema --for rules > rules/schema.json
+      # yaml-language-server: $schema=schema.json      (first line of a rule file)
+      costguard schema --for config > costguard.schema.json
+      costguard schema --kind rightsizing | jq .properties
+    """
+    from costguard.rules import RULES
+    from costguard.schema import config_schema, kind_schema, rules_schema
+
+    if kind is not None:
+        if kind not in RULES:
+            raise _usage(f"--kind {kind!r}: unknown rule kind; known: {', '.join(RULES.names())}")
+        out: Any = kind_schema(kind)
+    elif for_ is SchemaFor.config:
+        out = config_schema()
+    elif for_ is SchemaFor.rules:
+        out = rules_schema()
+    else:
+        out = {"config": config_schema(), "rules": rules_schema()}
+    sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command()
+@_guard
+def explain(
+    fingerprint: Annotated[str, typer.Argument(help="The finding's fingerprint (or a unique prefix of at least 6 characters).")],
+    config: ConfigOpt = None,
+    fmt: Annotated[Fmt, typer.Option("--format", help="table for people; json for scripts.")] = Fmt.table,
+) -> None:
+    """Why a finding says what it says: the rule, the inputs it saw, the numbers and the formula behind its $.
+
+    Example:  costguard explain 3f2a9c1b77e0 -c costguard.yaml
+    """
+    from costguard.app import explain_finding
+    from costguard.explain import render
+
+    got = explain_finding(_load(config), fingerprint)
+    if got is None:
+        _err(f"error: no finding with fingerprint {fingerprint!r}; see `costguard findings --status all`")
+        raise typer.Exit(EXIT_FAILED)
+    if fmt is Fmt.table:
+        sys.stdout.write(render(got))
+    else:
+        sys.stdout.write(dumps([got]) + "\n")
+
+
 @app.command()
 @_guard
 def doctor(

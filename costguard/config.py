@@ -125,6 +125,8 @@ class Config(_Model):
     notify: NotifyConfig = NotifyConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     server: ServerConfig = ServerConfig()
+    catalog: list[str] = Field(default_factory=list, description="price catalogue CSV files (other clouds, negotiated "
+                               "prices) layered over the bundled AWS list prices; relative to this file")
 
     @field_validator("providers")
     @classmethod

@@ -25,6 +25,8 @@ from typing import Any, TextIO
 import polars as pl
 import structlog
 
+from costguard.catalog import Catalog
+from costguard.catalog import bundled as bundled_catalog
 from costguard.config import IngestConfig
 from costguard.errors import CycleCancelled
 from costguard.ingest import SourceResult, Staged, ingest_source, land
@@ -75,6 +77,7 @@ class Cycle:
         stop: threading.Event | None = None,
         hint_config: Path | None = None,
         on_close: Sequence[Callable[[], None]] = (),
+        catalog: Catalog | None = None,
         repeat_after: timedelta | None = None,
     ) -> None:
         self.store = store
@@ -92,6 +95,7 @@ class Cycle:
         self.hint_config = hint_config
         self._on_close = list(on_close)
         self._lock = threading.Lock()
+        self.catalog = catalog or bundled_catalog()
 
     def close(self) -> None:
         self.store.close()
@@ -216,7 +220,7 @@ class Cycle:
         fresh = {s.result.source: s.result.inventory for s in staged if s.result.inventory is not None}
         costs = self.lake.rollup(overlay=overlay)
         ctx = RuleContext(as_of=as_of, costs=costs, inventory=self.lake.inventory(overlay=fresh),
-                          budgets=budgets, owners=self.owners.config)
+                          budgets=budgets, owners=self.owners.config, catalog=self.catalog)
         result = evaluate(self.rules, ctx)
         for rid, err in result.errors.items():
             log.error("rule_failed", rule=rid, error=err)

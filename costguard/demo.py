@@ -22,13 +22,26 @@ DEMO_ROWS = 60_000
 DEMO_DAYS = 45
 
 
+TEMPLATE_DIRS = ("", "rules", "rules/cases")  # under costguard/demo: the config, owners, rules and their test cases
+
+
+def template_files() -> list[str]:
+    """The demo's files, relative to ``costguard/demo`` (and to the folder they are copied to)."""
+    root = resources.files("costguard") / "demo"
+    out = []
+    for d in TEMPLATE_DIRS:
+        node = root.joinpath(*d.split("/")) if d else root
+        out += sorted(f"{d}/{c.name}".lstrip("/") for c in node.iterdir() if c.is_file() and c.name.endswith(".yaml"))
+    return out
+
+
 def _copy_templates(folder: Path) -> None:
     root = resources.files("costguard") / "demo"
-    for rel in ("demo.yaml", "owners.yaml", "rules/tags.yaml", "rules/budgets.yaml"):
+    for rel in template_files():
         dest = folder / rel
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_text((root / rel).read_text(encoding="utf-8"), encoding="utf-8")
+            dest.write_text(root.joinpath(*rel.split("/")).read_text(encoding="utf-8"), encoding="utf-8")
 
 
 def run_demo(folder: Path, *, out: TextIO, progress: Callable[[str], None]) -> int:
@@ -42,7 +55,9 @@ def run_demo(folder: Path, *, out: TextIO, progress: Callable[[str], None]) -> i
         shutil.rmtree(data, ignore_errors=True)
         progress(f"generating {DEMO_DAYS} days of synthetic FOCUS billing data (seed 42) into {data}")
         spec = SimSpec(rows=DEMO_ROWS, days=DEMO_DAYS, end=today.fromordinal(today.toordinal() + 1), seed=42,
-                       dialect_quirks=0.002)  # a few real-world FOCUS deviations, to show the conformance report
+                       dialect_quirks=0.002,  # a few real-world FOCUS deviations, to show the conformance report
+                       spike=(1.0, 0.8),  # a GPU spike on the last complete day: the anomaly rule finds it today
+                       commitment_coverage=0.15, commitment_unused=0.3)  # a savings plan used at 70%
         generate(spec, data, progress=progress)
     cfg_path = folder / "demo.yaml"
     out.write(

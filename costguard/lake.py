@@ -149,11 +149,11 @@ class Lake:
         return pl.concat(frames, how="vertical")
 
     def inventory(self, overlay: Mapping[str, pl.DataFrame] | None = None) -> pl.LazyFrame | None:
-        """The latest inventory snapshot of every source (``overlay``: fresh snapshots not yet
-        written, which replace the stored ones of their sources)."""
-        frames = [pl.scan_parquet(f) for f in sorted((self.root / "inventory").glob("source=*/snapshot.parquet"))
-                  if f.parent.name.split("=", 1)[1] not in (overlay or {})]
-        frames += [df.lazy() for df in (overlay or {}).values()]
+        """The latest inventory snapshot of every source, with ``x_Source`` naming it (``overlay``:
+        fresh snapshots not yet written, which replace the stored ones of their sources)."""
+        stored = {f.parent.name.split("=", 1)[1]: f for f in sorted((self.root / "inventory").glob("source=*/snapshot.parquet"))}
+        frames = [pl.scan_parquet(f).with_columns(pl.lit(s).alias("x_Source")) for s, f in stored.items() if s not in (overlay or {})]
+        frames += [df.lazy().with_columns(pl.lit(s).alias("x_Source")) for s, df in (overlay or {}).items()]
         if not frames:
             return None
         return pl.concat(frames, how="diagonal_relaxed")

@@ -5,8 +5,11 @@
 * ``out_dir/focus/data/BILLING_PERIOD=YYYY-MM/day=YYYY-MM-DD/part-00000.parquet`` — FOCUS 1.2
   columns with FOCUS types (costs and quantities ``Decimal(38,10)``, times ``Datetime(us, UTC)``,
   ``Tags``/``SkuPriceDetails`` as JSON strings), hourly charge periods;
-* ``out_dir/inventory.parquet`` — instances and volumes with utilisation, including planted idle,
-  oversized and unattached resources;
+* ``out_dir/inventory.parquet`` — the inventory contract (``costguard.inventory.INVENTORY_SCHEMA``):
+  instances and volumes with utilisation, plus planted cases for every rule kind (idle, oversized
+  and metric-less instances, unattached volumes, unassociated addresses, old and orphaned
+  snapshots, a stopped instance still paying for storage, an idle load balancer and NAT gateway, a
+  previous-generation instance, a log group kept forever, resources breaking the tag policy);
 * ``out_dir/expected.json`` — the planted resources with their expected findings and exact totals
   (``Decimal`` strings) computed from the very integers that were written;
 * ``out_dir/manifest.json`` — files, row counts, spec and timing (also the return value).
@@ -41,7 +44,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-GENERATOR_VERSION = "costguard.sim/1"
+from costguard.inventory import INVENTORY_SCHEMA
+
+GENERATOR_VERSION = "costguard.sim/2"
 UNIT = 10**10  # amounts are integers of 1e-10 USD (Decimal scale 10)
 DEC = pl.Decimal(38, 10)
 TS = pl.Datetime("us", "UTC")
@@ -75,6 +80,8 @@ class SimSpec:
     oversized_share: float = 0.20  # planted oversized instances (cpu_p95 < 20%)
     unattached_share: float = 0.05  # planted unattached volumes, relative to instances
     compression: str = "zstd"
+    commitment_unused: float = 0.0  # share of the savings plan nothing uses (billed as CommitmentDiscountStatus=Unused rows)
+    no_metrics_share: float = 0.10  # normal instances without CPU/memory metrics (no rightsizing without them)
     dialect_quirks: float = 0.0  # share of rows with real-world FOCUS deviations (ChargeFrequency "Usage-based")
 
     def __post_init__(self) -> None:
@@ -89,6 +96,8 @@ class SimSpec:
         unknown = [p for p in self.providers if p != "AWS"]
         if unknown or not self.providers:
             raise ValueError(f"only the AWS profile is implemented (got {self.providers!r})")
+        if not 0 <= self.commitment_unused < 1:
+            raise ValueError("commitment_unused must be in [0, 1)")
 
     @property
     def start(self) -> date:
@@ -307,8 +316,9 @@ class _Universe:
     partial_hours: int
     inventory: pl.DataFrame
     planted: dict[str, list[dict[str, Any]]]
-    sp_hourly_units: int  # savings plan commitment per hour (sum of covered effective cost)
+    sp_hourly_units: int  # savings plan commitment per hour (covered effective cost, plus the unused part)
     sp_id: str | None
+    unused_idx: int | None  # entity billing the savings plan's unused part (CommitmentDiscountStatus=Unused)
     ent_tagged: np.ndarray
     ent_null_rid: np.ndarray
     vol_size: np.ndarray  # GB for volume entities, else 0
@@ -450,6 +460,9 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
     sp_id = (f"arn:aws:savingsplans::{payer_id}:savingsplan/"
              f"{_hex(rng, 1, 8)[0]}-{_hex(rng, 1, 4)[0]}-{_hex(rng, 1, 4)[0]}-{_hex(rng, 1, 12)[0]}")
 
+    rng2 = np.random.default_rng([spec.seed, 0x1D1E])  # everything added for the rule pack: the original draws stay as they were
+    end_dt = datetime(spec.end.year, spec.end.month, spec.end.day, tzinfo=timezone.utc)
+
     def make_instance(role: str, a: int, created: datetime, pos: int, t: dict | None = None,
                       region: str | None = None) -> int:
         nonlocal sp_hourly
@@ -493,11 +506,14 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
         e = add(row, 0, pr, a, tg, commit)
         if commit:
             sp_hourly += _sp_rate(pr)
+        spread = {"idle": (1.5, 3.0), "over": (1.1, 1.5)}.get(role, (1.1, 1.4))
         inv = {
             "provider": "AWS", "account_id": acct_ids[a], "region": region, "resource_id": rid,
-            "resource_type": "instance", "name": name, "tags": json.dumps(tg[0] or {}),
-            "state": "running", "sku": t["instance_type"], "created_at": created,
-            "cpu_p95": cpu, "mem_p95": mem,
+            "resource_class": "instance", "resource_type": "AWS::EC2::Instance", "name": name,
+            "tags": json.dumps(tg[0] or {}), "state": "running", "sku": t["instance_type"],
+            "architecture": _arch(t["instance_type"]), "created_at": created,
+            "cpu_p95": cpu, "cpu_max": round(min(100.0, cpu * float(rng2.uniform(*spread))), 2), "mem_p95": mem,
+            "metrics_days": max(1, min(30, (end_dt - created).days)),
         }
         inventory.append(inv)
         info = {"resource_id": rid, "account_id": acct_ids[a], "region": region,
@@ -600,9 +616,10 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
         volumes.append(e)
         inventory.append({
             "provider": "AWS", "account_id": acct_ids[a], "region": region, "resource_id": rid,
-            "resource_type": "volume", "name": None, "tags": json.dumps(tg[0] or {}),
-            "state": "available" if unatt else "in-use", "sku": vt[0], "created_at": created,
-            "cpu_p95": None, "mem_p95": None,
+            "resource_class": "volume", "resource_type": "AWS::EC2::Volume", "name": None,
+            "tags": json.dumps(tg[0] or {}), "state": "available" if unatt else "in-use", "sku": vt[0],
+            "created_at": created, "size_gb": float(size), "iops": 3000 if vt[0] in ("gp3", "io1") else None,
+            "attached_to": None if unatt else ents[attach_to[j]]["ResourceId"],
         })
         if unatt:
             planted["unattached_volumes"].append({
@@ -696,10 +713,25 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
         purchase_idx = add(row, 5, sp_hourly, 0, (None, False, False))
     credit_mean = 0.008 * total_daily / max(1.0, 0.011 * full)
 
-    inv_df = pl.DataFrame(inventory, schema={
-        "provider": pl.String, "account_id": pl.String, "region": pl.String, "resource_id": pl.String,
-        "resource_type": pl.String, "name": pl.String, "tags": pl.String, "state": pl.String,
-        "sku": pl.String, "created_at": TS, "cpu_p95": pl.Float64, "mem_p95": pl.Float64})
+    unused_idx = None
+    if sp_hourly > 0 and spec.commitment_unused > 0:
+        unused_hourly = int((Decimal(sp_hourly) * Decimal(str(spec.commitment_unused))
+                             / (1 - Decimal(str(spec.commitment_unused)))).to_integral_value())
+        row = {"kind": "unused", "RegionId": None, "RegionName": None,
+               "ServiceName": "Savings Plans for AWS Compute usage", "ServiceCategory": "Compute",
+               "ServiceSubcategory": "Compute / Virtual Machines", "ResourceId": sp_id,
+               "ChargeDescription": "Savings Plan commitment not used by any usage this hour",
+               "SkuMeter": "ComputeSP:1yrNoUpfront", "ConsumedUnit": None, "PricingUnit": None,
+               "SkuId": _sku("sp", payer_id), "SkuPriceId": None}
+        unused_idx = add(row, 6, unused_hourly, 0, (None, False, False))
+        planted["commitments"] = [{"commitment_id": sp_id, "hourly_used": _dec(sp_hourly), "hourly_unused": _dec(unused_hourly),
+                                   "utilization": str((Decimal(sp_hourly) / Decimal(sp_hourly + unused_hourly)).quantize(Decimal("1e-6"))),
+                                   "expected_findings": ["commitment"]}]
+        sp_hourly += unused_hourly  # the purchase covers what is used and what is not
+        if purchase_idx is not None:
+            price[purchase_idx] = sp_hourly
+    _plant_inventory(rng2, spec, inventory, planted, ents, lt_idx, normal_pos, base_inst, acct_ids, end_dt, price)
+    inv_df = pl.DataFrame([{c: r.get(c) for c in _INVENTORY_COLUMNS} for r in inventory], schema=_INVENTORY_COLUMNS)
     ent_cols = ["RegionId", "RegionName", "AvailabilityZone", "ServiceName", "ServiceCategory",
                 "ServiceSubcategory", "ResourceId", "ResourceName", "ResourceType", "ChargeDescription",
                 "SkuMeter", "ConsumedUnit", "PricingUnit", "SkuId", "SkuPriceId", "SubAccountId",
@@ -718,11 +750,115 @@ def _build_universe(spec: SimSpec) -> _Universe:  # noqa: C901 - one linear reci
         credit_idx=np.array(credit_idx, dtype=np.int64), adjust_idx=np.array(adjust_idx, dtype=np.int64),
         purchase_idx=purchase_idx, credit_mean_units=credit_mean, row_budget=budget,
         step_day=step_day, spike_day=spike_day, partial_hours=partial_hours, inventory=inv_df,
-        planted=planted, sp_hourly_units=sp_hourly, sp_id=sp_id if sp_hourly else None,
+        planted=planted, sp_hourly_units=sp_hourly, sp_id=sp_id if sp_hourly else None, unused_idx=unused_idx,
         ent_tagged=np.array([r["Tags"] is not None for r in ents]),
         ent_null_rid=np.array([r.get("ResourceId") is None for r in ents]),
         vol_size=np.array([r.get("_size", 0) for r in ents], dtype=np.int64),
     )
+
+
+_INVENTORY_COLUMNS = {c: t for c, t in INVENTORY_SCHEMA.items() if c != "x_tags"}  # x_tags is derived when read
+
+
+def _arch(instance_type: str) -> str:
+    from costguard.catalog import bundled
+
+    t = bundled().instance_type("AWS", "instance", instance_type)
+    return t.architecture if t else "x86_64"
+
+
+def _plant_inventory(rng: np.random.Generator, spec: SimSpec, inventory: list[dict[str, Any]],  # noqa: C901 - one recipe
+                     planted: dict[str, list[dict[str, Any]]], ents: list[dict[str, Any]], lt_idx: list[int],
+                     normal_pos: list[int], base_inst: list[int], acct_ids: list[str], end_dt: datetime,
+                     prices: list[int]) -> None:
+    """Inventory-only cases for the rule pack, drawn from their own RNG so the billing data of a
+    seed stays what it was. Resources without billing rows are the "bill has not arrived yet" case:
+    rules price them from the catalogue."""
+    by_id = {r["resource_id"]: r for r in inventory}
+
+    def hexid(prefix: str, n: int = 17) -> str:
+        return prefix + "".join("0123456789abcdef"[int(x)] for x in rng.integers(0, 16, n))
+
+    def days_ago(lo: int, hi: int) -> datetime:
+        return end_dt - timedelta(days=int(rng.integers(lo, hi)), seconds=int(rng.integers(86400)))
+
+    def base(ref: dict[str, Any], rid: str, cls: str, rtype: str, **kw: Any) -> dict[str, Any]:
+        row = {"provider": "AWS", "account_id": ref["account_id"], "region": ref["region"], "resource_id": rid,
+               "resource_class": cls, "resource_type": rtype, "tags": ref.get("tags") or "{}", **kw}
+        inventory.append(row)
+        by_id[rid] = row
+        return row
+
+    normal = [by_id[ents[base_inst[i]]["ResourceId"]] for i in normal_pos]
+    if normal and spec.no_metrics_share > 0:
+        n = max(1, round(len(normal) * spec.no_metrics_share))
+        for i in sorted(rng.choice(len(normal), size=min(n, len(normal)), replace=False).tolist()):
+            r = normal[i]
+            r.update(cpu_p95=None, cpu_max=None, mem_p95=None, metrics_days=None)
+            planted.setdefault("no_metrics_instances", []).append(
+                {"resource_id": r["resource_id"], "account_id": r["account_id"], "instance_type": r["sku"],
+                 "expected_findings": ["data"]})
+    tagged = [(e, json.loads(ents[e]["Tags"])) for e in (base_inst[i] for i in normal_pos) if ents[e].get("Tags")]
+    tagged = [(e, t) for e, t in tagged if "environment" in t]
+    dear = [(e, t) for e, t in tagged if prices[e] * HOURS_PER_MONTH >= 60 * UNIT]  # worth a tag-policy finding
+    tagged = dear or tagged
+    if tagged:
+        e, t = tagged[int(rng.integers(len(tagged)))]
+        t["environment"] = "production"  # not one of dev / staging / prod
+        ents[e]["Tags"] = json.dumps(t)
+        by_id[ents[e]["ResourceId"]]["tags"] = json.dumps(t)
+        planted["tag_policy"] = [{"resource_id": ents[e]["ResourceId"], "violation": "environment=production",
+                                  "expected_findings": ["tag"]}]
+    if not normal:
+        return
+    ref = normal[int(rng.integers(len(normal)))]
+    for _ in range(2):
+        r = base(ref, hexid("eipalloc-0"), "address", "AWS::EC2::EIP", sku="public_ipv4", state="unassociated",
+                 created_at=days_ago(20, 300))
+        planted.setdefault("unassociated_addresses", []).append({"resource_id": r["resource_id"], "expected_findings": ["idle"]})
+    base(ref, hexid("eipalloc-0"), "address", "AWS::EC2::EIP", sku="public_ipv4", state="associated",
+         attached_to=ref["resource_id"], created_at=days_ago(20, 300))
+    vols = [r for r in inventory if r.get("resource_class") == "volume" and r.get("attached_to")]
+    if vols:
+        v = vols[int(rng.integers(len(vols)))]
+        old = base(v, hexid("snap-0"), "snapshot", "AWS::EC2::Snapshot", sku="standard", size_gb=float(v["size_gb"]),
+                   source_id=v["resource_id"], state="completed", created_at=days_ago(150, 400))
+        orphan = base(v, hexid("snap-0"), "snapshot", "AWS::EC2::Snapshot", sku="standard", size_gb=50.0,
+                      source_id=hexid("vol-0"), state="completed", created_at=days_ago(5, 20))
+        base(v, hexid("snap-0"), "snapshot", "AWS::EC2::Snapshot", sku="standard", size_gb=float(v["size_gb"]),
+             source_id=v["resource_id"], state="completed", created_at=days_ago(1, 5))
+        planted["snapshots"] = [{"resource_id": old["resource_id"], "check": "old_snapshot", "expected_findings": ["idle"]},
+                                {"resource_id": orphan["resource_id"], "check": "orphan_snapshot", "expected_findings": ["idle"]}]
+    stopped = base(ref, hexid("i-0", 16), "instance", "AWS::EC2::Instance", sku="m5.large", architecture="x86_64",
+                   state="stopped", created_at=days_ago(100, 300))
+    base(ref, hexid("vol-0", 16), "volume", "AWS::EC2::Volume", sku="gp3", size_gb=100.0, iops=3000, state="in-use",
+         attached_to=stopped["resource_id"], created_at=stopped["created_at"])
+    base(ref, hexid("eipalloc-0"), "address", "AWS::EC2::EIP", sku="public_ipv4", state="associated",
+         attached_to=stopped["resource_id"], created_at=stopped["created_at"])
+    planted["stopped_instances"] = [{"resource_id": stopped["resource_id"], "expected_findings": ["idle"]}]
+    prev = base(ref, hexid("i-0", 16), "instance", "AWS::EC2::Instance", sku="m4.xlarge", architecture="x86_64",
+                state="running", created_at=days_ago(1, 3), cpu_p95=48.0, cpu_max=71.0, mem_p95=52.0, metrics_days=2)
+    planted["previous_generation"] = [{"resource_id": prev["resource_id"], "instance_type": "m4.xlarge",
+                                       "expected_findings": ["idle", "data"],
+                                       "note": "launched 2 days ago: no bill yet (priced from the catalogue), metrics too short to rightsize"}]
+    longtail = [ents[e] for e in lt_idx if ents[e].get("ResourceId")]
+
+    def pick(pattern: str) -> dict[str, Any] | None:
+        cands = [x for x in longtail if pattern in x["ResourceId"]]
+        return cands[int(rng.integers(len(cands)))] if cands else None
+
+    for pattern, cls, rtype, extra, key in (
+        (":loadbalancer/", "load_balancer", "AWS::ElasticLoadBalancingV2::LoadBalancer",
+         {"sku": "application", "healthy_targets": 0, "state": "active"}, "idle_load_balancers"),
+        (":natgateway/", "nat_gateway", "AWS::EC2::NatGateway", {"bytes_30d": 5.0e7, "state": "available"}, "idle_nat_gateways"),
+        (":log-group:", "log_group", "AWS::Logs::LogGroup", {"size_gb": 150.0, "retention_days": None}, "log_groups"),
+    ):
+        x = pick(pattern)
+        if x is None:
+            continue
+        ref2 = {"account_id": x["SubAccountId"], "region": x["RegionId"] or ref["region"], "tags": x.get("Tags")}
+        r = base(ref2, x["ResourceId"], cls, rtype, created_at=days_ago(200, 500), **extra)
+        planted[key] = [{"resource_id": r["resource_id"], "expected_findings": ["idle"], "billed": True}]
 
 
 SP_DISCOUNT = Decimal("0.28")
@@ -770,6 +906,8 @@ def _day_rows(u: _Universe, d: date, di: int) -> dict[str, np.ndarray]:
     if u.spike_day is not None and d == u.spike_day:
         block(u.spike_inst, hours)
     block(u.volumes, hours)
+    if u.unused_idx is not None:
+        block(np.array([u.unused_idx], dtype=np.int64), hours)
     fixed_e = np.concatenate(parts_e) if parts_e else np.zeros(0, np.int64)
     fixed_h = np.concatenate(parts_h) if parts_h else np.zeros(0, np.int64)
     n_fixed = len(fixed_e)
@@ -787,7 +925,7 @@ def _day_rows(u: _Universe, d: date, di: int) -> dict[str, np.ndarray]:
     if f_commit.any():
         f_eff[f_commit] = np.array([_sp_rate(int(x)) for x in np.unique(f_price[f_commit])], dtype=np.int64)[
             np.searchsorted(np.unique(f_price[f_commit]), f_price[f_commit])]
-    f_billed = np.where(f_commit, 0, f_price)
+    f_billed = np.where(f_commit | (u.ent_kind[fixed_e] == 6), 0, f_price)
     f_qty = np.where(u.ent_kind[fixed_e] == 1, 0, UNIT).astype(np.int64)  # 1 hour
     vol = u.ent_kind[fixed_e] == 1
     if vol.any():  # GB-month per hour = size / 730, derived exactly from the price
@@ -832,7 +970,7 @@ def _day_rows(u: _Universe, d: date, di: int) -> dict[str, np.ndarray]:
     }
 
 
-_KIND_CATEGORY = {0: "Usage", 1: "Usage", 2: "Usage", 3: "Credit", 4: "Adjustment", 5: "Purchase"}
+_KIND_CATEGORY = {0: "Usage", 1: "Usage", 2: "Usage", 3: "Credit", 4: "Adjustment", 5: "Purchase", 6: "Usage"}
 
 
 def _day_frame(u: _Universe, d: date, r: dict[str, np.ndarray], schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -847,13 +985,13 @@ def _day_frame(u: _Universe, d: date, r: dict[str, np.ndarray], schema: dict[str
     cpe = np.where(r["purchase_day"], day_us + 24 * US_PER_HOUR, cps + US_PER_HOUR)
     cps = np.where(r["purchase_day"], day_us, cps)
 
-    cat_codes = np.array(["Usage", "Usage", "Usage", "Credit", "Adjustment", "Purchase"])
-    freq = np.where(kind == 5, "Recurring", np.where(kind >= 3, "One-Time", "Usage-Based"))
+    cat_codes = np.array(["Usage", "Usage", "Usage", "Credit", "Adjustment", "Purchase", "Usage"])
+    freq = np.where(kind == 5, "Recurring", np.where((kind >= 3) & (kind <= 4), "One-Time", "Usage-Based"))
     if u.spec.dialect_quirks > 0:  # AWS's FOCUS 1.0 export writes "Usage-based" (wrong case) on some rows
         idx = np.arange(len(freq), dtype=np.uint64)
         pick = ((idx * np.uint64(2654435761) + np.uint64(d.toordinal())) % np.uint64(100_000)) < int(u.spec.dialect_quirks * 100_000)
         freq = np.where(pick & (freq == "Usage-Based"), "Usage-based", freq)
-    pricing_cat = np.where(kind >= 3, None, np.where(committed, "Committed", "Standard"))
+    pricing_cat = np.where(kind == 6, "Committed", np.where(kind >= 3, None, np.where(committed, "Committed", "Standard")))
     eff_unit = np.where(committed, r["effective"], r["unit_price"])
 
     scale = pl.lit(Decimal("1e-10"), dtype=DEC)
@@ -873,7 +1011,7 @@ def _day_frame(u: _Universe, d: date, r: dict[str, np.ndarray], schema: dict[str
         ChargeCategory=pl.Series(cat_codes[kind]), ChargeFrequency=pl.Series(freq),
         PricingCategory=pl.Series(pricing_cat, dtype=pl.String),
     ).with_columns(
-        pl.when(pl.col("ChargeCategory").is_in(["Credit", "Adjustment", "Purchase"]))
+        pl.when(pl.col("ChargeCategory").is_in(["Credit", "Adjustment", "Purchase"]) | pl.Series(kind == 6))
         .then(None).otherwise(pl.col(c)).alias(c)
         for c in ("ConsumedQuantity", "PricingQuantity", "ListUnitPrice", "ContractedUnitPrice")
     ).with_columns(
@@ -893,7 +1031,17 @@ def _day_frame(u: _Universe, d: date, r: dict[str, np.ndarray], schema: dict[str
             CommitmentDiscountName=pl.when(cm).then(pl.lit("ComputeSP-1yr-NoUpfront")).otherwise(None),
             ContractedUnitPrice=pl.col("ContractedUnitPrice"),
         )
-    if kind.max(initial=0) == 5:
+    if (kind == 6).any():
+        un = pl.Series(kind == 6)
+        frame = frame.with_columns(
+            CommitmentDiscountId=pl.when(un).then(pl.lit(u.sp_id)).otherwise(pl.col("CommitmentDiscountId") if is_sp else None),
+            CommitmentDiscountCategory=pl.when(un).then(pl.lit("Spend")).otherwise(pl.col("CommitmentDiscountCategory") if is_sp else None),
+            CommitmentDiscountType=pl.when(un).then(pl.lit("Compute Savings Plan")).otherwise(pl.col("CommitmentDiscountType") if is_sp else None),
+            CommitmentDiscountStatus=pl.when(un).then(pl.lit("Unused")).otherwise(pl.col("CommitmentDiscountStatus") if is_sp else None),
+            CommitmentDiscountName=pl.when(un).then(pl.lit("ComputeSP-1yr-NoUpfront")).otherwise(pl.col("CommitmentDiscountName") if is_sp else None),
+        )
+        is_sp = True
+    if (kind == 5).any():
         pu = pl.Series(kind == 5)
         frame = frame.with_columns(
             CommitmentDiscountId=pl.when(pu).then(pl.lit(u.sp_id)).otherwise(pl.col("CommitmentDiscountId") if is_sp else None),
@@ -1020,7 +1168,7 @@ def _accumulate(u: _Universe, d: date, r: dict[str, np.ndarray], tot: _Totals, t
     tot.positive_billed += int(billed[pos].sum())
     tot.positive_billed_tagged += int(billed[pos & tagged].sum())
     if in_cov:
-        usage = kind <= 2
+        usage = (kind <= 2) | (kind == 6)
         tot.cov_den += int(eff[usage].sum())
         tot.cov_num += int(eff[usage & u.ent_has_app[e]].sum())
         tot.cov_num_norm += int(eff[usage & u.ent_has_app_norm[e]].sum())
@@ -1042,8 +1190,9 @@ def _expected(u: _Universe, tot: _Totals, cov_start: date, last_complete: date) 
         out = []
         for it in items:
             it = dict(it)
-            e = it.pop("_entity")
-            it["billed_cost_in_data"] = _dec(tot.ent_billed.get(e, 0))
+            e = it.pop("_entity", None)
+            if e is not None:
+                it["billed_cost_in_data"] = _dec(tot.ent_billed.get(e, 0))
             out.append(it)
         planted[k] = out
     mtd_start = last_complete.replace(day=1)

@@ -138,6 +138,12 @@ def test_shipped_demo_config_and_rule_pack_validate(cli):
     assert "OK" in r.stdout
     from importlib import resources
 
+    from costguard.demo import template_files
+
     pkg = resources.files("costguard") / "demo"
-    for rel in ("demo.yaml", "owners.yaml", "rules/tags.yaml", "rules/budgets.yaml"):
-        assert (root / "examples" / rel).read_text() == (pkg / rel).read_text(), f"examples/{rel} drifted from costguard/demo/{rel}"
+    files = template_files()
+    assert {"demo.yaml", "owners.yaml", "rules/tags.yaml", "rules/budgets.yaml", "rules/cases/waste.yaml"} <= set(files)
+    for rel in files:
+        assert (root / "examples" / rel).read_text() == pkg.joinpath(*rel.split("/")).read_text(), f"examples/{rel} drifted from costguard/demo/{rel}"
+    shipped = {p.relative_to(root / "examples").as_posix() for p in (root / "examples").rglob("*.yaml")}
+    assert shipped == set(files), "examples/ and costguard/demo/ hold different files"

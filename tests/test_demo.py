@@ -1,4 +1,4 @@
-"""The first-run demo works offline and shows at least one tag-coverage and one budget finding."""
+"""The first-run demo works offline and shows at least one finding of every kind, each with its $."""
 
 from __future__ import annotations
 
@@ -14,9 +14,15 @@ def test_demo_first_run_and_second_run(cli, tmp_path):
     assert "ChargeFrequency:allowed_values" in out  # real-world FOCUS deviations are flagged, rows kept
     found = cli.json("findings", "-c", folder / "demo.yaml")
     kinds = {f["kind"] for f in found}
-    assert {"tag", "budget"} <= kinds
+    assert kinds == {"tag", "budget", "rightsizing", "idle", "anomaly", "commitment", "data"}  # every kind, each with its $
     for f in found:
         assert f["monthly_cost"] is not None and f["owner"] and f["owner_reason"]
+        if f["kind"] in ("rightsizing", "idle", "commitment"):
+            assert f["monthly_savings"] is not None and f["monthly_savings"] > 0, f["title"]
+    for kind in ("rightsizing", "idle", "anomaly", "commitment"):
+        assert any(f["kind"] == kind and f["monthly_cost"] > 0 for f in found), kind
+    r = cli("rules", "test", folder / "rules")   # the demo's rules ship their test cases
+    assert " 0 failed" in r.stdout
     budget = next(f for f in found if f["kind"] == "budget")
     assert {"actual", "forecast", "amount", "threshold_percent"} <= set(budget["evidence"])
     # a second run changes nothing: findings are tracked, not re-announced

@@ -159,11 +159,13 @@ def test_valid_file_loads(tmp_path):
     assert rule.impl.kind_name == "budget"
 
 
-def test_default_pack_loads():
+def test_default_pack_loads_and_uses_every_kind():
     rules = load_rules(["rules"], base_dir=REPO)
-    kinds = {r.kind for r in rules}
-    assert kinds == {"budget", "tag-coverage"}
-    assert {r.file for r in rules} == {"rules/budgets.yaml", "rules/tag-coverage.yaml"}
+    assert {r.kind for r in rules} == set(RULES.names())
+    assert {r.file for r in rules} == {"rules/anomalies.yaml", "rules/budgets.yaml", "rules/commitments.yaml",
+                                       "rules/rightsizing.yaml", "rules/tags.yaml", "rules/waste.yaml"}
+    demo = load_rules(["rules"], base_dir=REPO / "costguard" / "demo")
+    assert {r.kind for r in demo} == set(RULES.names())
 
 
 @pytest.mark.parametrize("kind", RULES.names())

@@ -12,7 +12,7 @@ import json
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import Any, ClassVar, Literal, Protocol
@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from costguard.catalog import Catalog, bundled
 from costguard.lake import ROLLUP_KEYS
 from costguard.model import Finding, NativeBudget
 from costguard.owners import OwnersConfig
@@ -41,11 +42,16 @@ RATIO_PLACES = Decimal("1e-6")
 
 @dataclass(frozen=True)
 class RuleContext:
-    """Inputs of one evaluation. Evaluation happens at the end of ``as_of``: days <= as_of count."""
+    """Inputs of one evaluation. Evaluation happens at the end of ``as_of``: days <= as_of count.
+
+    ``inventory`` has ``inventory.INVENTORY_SCHEMA`` (plus ``x_Source`` when read from the lake);
+    ``catalog`` prices resources the lake has no cost for yet and lists the types they could be
+    resized to (the bundled catalogue unless the config names catalogue files)."""
 
     as_of: date
     costs: pl.LazyFrame
     inventory: pl.LazyFrame | None = None
+    catalog: Catalog = field(default_factory=bundled)
     budgets: Sequence[NativeBudget] = ()      # the clouds' own budgets, from the providers this run
     owners: OwnersConfig | None = None        # teams, their accounts, tag values and budgets
 
@@ -65,21 +71,26 @@ class RuleInstance:
     severity: str
     description: str | None
     filter: FilterSpec
-    params: Any  # the kind's Params instance
+    params: Params  # an instance of the kind's own Params model (``impl.Params``)
     impl: "Rule"
     file: str
     line: int | None
 
 
+ParamsModel = Params  # the base class, under a name the Protocol below can use
+
+
 class Rule(Protocol):
+    """A rule kind: a class registered in :data:`RULES`, instantiated once per rule instance."""
+
     kind_name: ClassVar[str]  # set by RULES.register
     finding_kind: ClassVar[str]
-    Params: ClassVar[type[BaseModel]]
+    Params: ClassVar[type[ParamsModel]]
 
     def evaluate(self, rule: RuleInstance, ctx: RuleContext) -> list[Finding]: ...
 
 
-RULES: Registry[Any] = Registry("rule kind", name_attr="kind_name")
+RULES: Registry[type[Rule]] = Registry("rule kind", name_attr="kind_name")
 
 
 def normalise_key(key: str) -> str:

@@ -139,6 +139,10 @@ def _rule(
     except UnknownName as e:
         issues.append(ConfigIssue(src.file, sub.line(("kind",)), f"{label}: kind", str(e)))
         return None
+    kind_filter = getattr(cls, "check_filter", None)  # kinds over the inventory understand fewer columns
+    if kind_filter is not None and isinstance(item.get("filter"), dict):
+        for col, msg in kind_filter(item["filter"]):
+            issues.append(ConfigIssue(src.file, sub.line(("filter", col)), f"{label}: filter.{col}", msg))
     params = None
     try:
         params = cls.Params.model_validate({k: v for k, v in item.items() if k not in COMMON_KEYS})

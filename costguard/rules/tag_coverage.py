@@ -10,6 +10,7 @@ import polars as pl
 from pydantic import Field, field_validator
 
 from costguard.model import Finding, fingerprint
+from costguard.rules import tagkeys
 from costguard.rules.base import (
     DIMENSIONS,
     RULES,
@@ -24,7 +25,6 @@ from costguard.rules.base import (
     iso_window,
     normalise_key,
     ratio,
-    tag_value,
     to_month,
 )
 
@@ -45,6 +45,7 @@ class TagCoverageParams(Params):
         description="coverage is measured per BillingCurrency; findings in this currency keep an identity "
                     "without it, so spend in another currency appearing later never changes theirs",
     )
+    aliases: tagkeys.TagAliases = Field(default_factory=dict)
 
     @field_validator("keys")
     @classmethod
@@ -72,6 +73,8 @@ class TagCoverage:
     One finding per group whose cost coverage is below ``min_coverage``; with ``resource_cost_floor``
     also one finding per resource whose untagged cost, scaled to 30 days, is above the floor.
     Keys match ignoring case and surrounding spaces; a key with an empty value counts as missing.
+    ``aliases`` (the same parameter as ``tag-policy``'s) lets another key stand for a required one:
+    with ``{env: environment}``, cost tagged ``env`` counts as carrying ``environment``.
 
     ```yaml
     - id: aws-application-tag
@@ -85,6 +88,7 @@ class TagCoverage:
       min_coverage: 0.95
       group_by: [ProviderName]
       resource_cost_floor: 10
+      aliases: {app: application}
     ```
     """
 
@@ -94,7 +98,7 @@ class TagCoverage:
     def evaluate(self, rule: RuleInstance, ctx: RuleContext) -> list[Finding]:
         p: TagCoverageParams = rule.params
         start = ctx.as_of - timedelta(days=p.window_days - 1)
-        has = [tag_value(k).str.strip_chars().fill_null("").ne("").alias(f"_has{i}") for i, k in enumerate(p.keys)]
+        has = [tagkeys.tag_value(k, p.aliases).is_not_null().alias(f"_has{i}") for i, k in enumerate(p.keys)]
         rows = (
             apply_filter(ctx.costs, rule.filter)
             .filter(day_range(start, ctx.as_of + timedelta(days=1)) & (pl.col("ChargeCategory") == "Usage"))

@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Time each rule of a pack over a filled lake: what the evaluate step of a cycle costs.
+
+Fills a fresh lake from a generated data set (``costguard run --once`` with ``rules: []``, a child
+process), then evaluates every rule of the pack in this process over the lake's rollup and
+inventory, as the cycle does, and prints wall seconds and findings per rule (best of ``--repeat``).
+
+    python bench/generate.py --rows 1M --days 30 --out bench/data/1m
+    python bench/rule_pack.py --data bench/data/1m [--rules rules/] [--as-of 2025-12-30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--rules", type=Path, default=REPO / "rules")
+    ap.add_argument("--as-of", default=None, help="default: the data set's last complete day")
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+    a.data = a.data.resolve()
+    manifest = json.loads((a.data / "manifest.json").read_text())
+    as_of = a.as_of or date.fromordinal(date.fromisoformat(manifest["partial_day"]).toordinal() - 1).isoformat()
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CG_BENCH_TMP")) as tmp:
+        cfg = Path(tmp) / "costguard.yaml"
+        cfg.write_text(f"state: {{url: 'sqlite:///{tmp}/state.db', lake: {tmp}/lake}}\n"
+                       f"providers: [{{name: bench, type: focus, paths: [{json.dumps(str(a.data / manifest['glob']))}], "
+                       f"inventory: {json.dumps(str(a.data / manifest['inventory']))}}}]\nrules: []\n")
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "costguard", "run", "--once", "-c", str(cfg), "--as-of", as_of],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        print(f"lake filled in {time.perf_counter() - t0:.1f} s ({manifest['rows']:,} rows)")
+        from costguard.catalog import bundled
+        from costguard.lake import Lake
+        from costguard.rules import RuleContext, evaluate, load_rules
+
+        lake = Lake(Path(tmp) / "lake")
+        ctx = RuleContext(as_of=date.fromisoformat(as_of), costs=lake.rollup(), inventory=lake.inventory(), catalog=bundled())
+        rollup_rows = ctx.costs.select(__import__("polars").len()).collect().item()
+        rules = load_rules([a.rules.resolve()], base_dir=Path("/"))
+        print(f"rollup rows: {rollup_rows:,}; inventory rows: {ctx.inventory.collect().height if ctx.inventory is not None else 0}")
+        print("| rule | kind | findings | seconds (best of %d) |" % a.repeat)
+        print("|---|---|---|---|")
+        total = 0.0
+        for r in rules:
+            best, n = float("inf"), 0
+            for _ in range(a.repeat):
+                t = time.perf_counter()
+                res = evaluate([r], ctx)
+                best = min(best, time.perf_counter() - t)
+                n = len(res.findings)
+                if res.errors:
+                    raise SystemExit(f"{r.id}: {res.errors}")
+            total += best
+            print(f"| {r.id} | {r.kind} | {n} | {best:.2f} |")
+        print(f"| **all** | | | **{total:.2f}** |")
+
+
+if __name__ == "__main__":
+    main()
