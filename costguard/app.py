@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
@@ -79,6 +80,19 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
     if "://" in cfg.state.lake:
         issues.append(ConfigIssue(str(loaded.path), loaded.line("state", "lake"), "state.lake",
                                   "object-storage lakes are not supported by this version; use a local or mounted path"))
+    for i, name in enumerate(cfg.digest.receivers):
+        from costguard.digest.deliver import DIGEST_TYPES
+
+        r = cfg.notify.receivers.get(name)
+        if r is None:
+            issues.append(ConfigIssue(str(loaded.path), loaded.line("digest", "receivers", i), f"digest.receivers[{i}]",
+                                      f"unknown receiver {name!r}; define it under notify.receivers"))
+        elif r.type not in DIGEST_TYPES:
+            issues.append(ConfigIssue(str(loaded.path), loaded.line("digest", "receivers", i), f"digest.receivers[{i}]",
+                                      f"receiver {name!r} is a {r.type} receiver; a digest goes to {', '.join(DIGEST_TYPES)} receivers"))
+    if "://" in cfg.digest.archive:
+        issues.append(ConfigIssue(str(loaded.path), loaded.line("digest", "archive"), "digest.archive",
+                                  "object-storage archives are not supported by this version; use a folder (a mounted volume works)"))
     for i, p in enumerate(cfg.providers):
         for j, pat in enumerate(p.data_paths()):
             try:
@@ -374,7 +388,11 @@ def build_daemon(loaded: LoadedConfig, *, stop: threading.Event | None = None, c
         run = store.last_run(statuses=("ok", "partial"))
         return run["finished_at"] if run else None
 
-    scheduler = CycleScheduler(worker, cron=cfg.schedule.cycle, timezone=cfg.schedule.timezone, last_success=last_success)
+    from costguard.digest.job import DigestWorker
+
+    digest = DigestWorker(loaded.path, stop=stop, command=command, busy=lambda: bool(store.running_runs()))
+    scheduler = CycleScheduler(worker, cron=cfg.schedule.cycle, timezone=cfg.schedule.timezone, last_success=last_success,
+                               digest=digest, digest_cron=cfg.schedule.digest)
     server = HttpServer(cfg.server.host, cfg.server.port, health, metrics)
     return Daemon(providers=[p.name for p in cfg.providers], store=store, metrics=metrics, health=health,
                   server=server, scheduler=scheduler, worker=worker, lock=lock, stop=stop, clock=utcnow)
@@ -408,6 +426,133 @@ def explain_finding(loaded: LoadedConfig, fingerprint: str) -> dict | None:
         rules = {}
     return explanation(f, rules.get(f["rule"]))
 
+# ---- the weekly digest -----------------------------------------------------------------------------
+
+
+@dataclass
+class DigestBatch:
+    """Digests made together: the ones made, teams left out for having neither spend nor findings
+    in the week, and audiences whose digest failed (``scheduled_digests`` only)."""
+
+    week: str = ""
+    digests: list[Any] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def build_digests(loaded: LoadedConfig, *, week: Any = None, team: str | None = None, all_teams: bool = False,
+                  clock: Callable[[], datetime] = utcnow) -> list[Any]:
+    """The digest of ``week`` (default: the last complete ISO week in ``schedule.timezone``) for the
+    organisation, or for ``team``; ``all_teams`` adds every owner team that has spend or findings."""
+    return _digests(loaded, week=week, team=team, all_teams=all_teams, clock=clock, tolerant=False).digests
+
+
+def scheduled_digests(loaded: LoadedConfig, *, week: Any = None, clock: Callable[[], datetime] = utcnow) -> DigestBatch:
+    """The daemon's weekly job: the organisation and (``digest.teams``) every owner team; one
+    audience failing is recorded and logged, and the others are still made."""
+    return _digests(loaded, week=week, team=None, all_teams=loaded.config.digest.teams, clock=clock, tolerant=True)
+
+
+def _digests(loaded: LoadedConfig, *, week: Any, team: str | None, all_teams: bool, clock: Callable[[], datetime],
+             tolerant: bool) -> DigestBatch:
+    from costguard.digest import DigestInputs, build_digest, last_complete_week
+    from costguard.digest.build import teams_of
+    from costguard.digest.weeks import local_today
+    from costguard.errors import DataError
+    from costguard.logs import get_logger
+    from costguard.queries import source_warnings
+    from costguard.rules.base import RULES
+
+    cfg = loaded.config
+    issues, _ = check_config(loaded)
+    if issues:
+        raise ConfigError(issues)
+    owners = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
+    known = teams_of(owners)
+    if team is not None and owners.teams and team not in known:
+        raise ConfigError.single("<command line>", None, "--team",
+                                 f"unknown team {team!r}; teams in {cfg.owners}: {', '.join(known)}")
+    lake = read_lake(loaded)
+    if not lake.exists():
+        raise DataError(f"no costs in the lake yet ({lake.root}): run `costguard run --once -c {loaded.path}` first")
+    tz = cfg.schedule.timezone
+    now = clock()
+    week = week or last_complete_week(now, tz)
+    store = read_store(loaded)
+    batch = DigestBatch(week=str(week))
+    try:
+        inputs = DigestInputs(
+            costs=lake.rollup(), days_by_source={s: set(lake.stored_days(s)) for s in lake.sources()},
+            rules=load_rules(cfg.rules, base_dir=loaded.base_dir), owners=owners, store=store,
+            anomaly_kind=any(getattr(cls, "finding_kind", None) == "anomaly" for _, cls in RULES.items()),
+            ingested=store.ingest_times() if store is not None else {}, settle_hours=cfg.digest.settle_hours,
+        )
+        warnings = source_warnings(store, lake, start=week.start, end=week.end) if store is not None else []
+        audiences: list[str | None] = [team] if team is not None else [None, *(known if all_teams else [])]
+        if len(audiences) > 1:  # one read of the lake and the findings for every audience
+            inputs = inputs.cached(week=week, metric=cfg.digest.metric, today=local_today(now, tz), timezone=tz)
+        for who in audiences:
+            try:
+                d = build_digest(inputs, week=week, team=who, metric=cfg.digest.metric, timezone=tz, now=now,
+                                 top=cfg.digest.top, warnings=warnings)
+            except Exception as e:  # noqa: BLE001 - in the weekly job one audience must not stop the others
+                if not tolerant:
+                    raise
+                audience = f"team:{who}" if who else "org"
+                get_logger("costguard.digest").exception("digest_failed", audience=audience)
+                batch.failed[audience] = f"{type(e).__name__}: {e}"
+                continue
+            if who is None or team is not None or d.totals or (d.findings and (d.findings.open or d.findings.fixed_this_week)):
+                batch.digests.append(d)
+            else:
+                batch.skipped.append(who)
+        return batch
+    finally:
+        if store is not None:
+            store.close()
+
+
+def digest_archive(loaded: LoadedConfig) -> Path:
+    return Path(loaded.resolve(loaded.config.digest.archive))
+
+
+def digest_audience_receivers(loaded: LoadedConfig, team: str | None) -> list[str]:
+    """The receivers one audience's digest goes to (see ``costguard.digest.deliver``)."""
+    from costguard.digest.deliver import receivers_for
+
+    cfg = loaded.config
+    owners = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
+    return receivers_for(team, org=cfg.digest.receivers, teams={n: t.receivers for n, t in owners.teams.items()},
+                         types={n: r.type for n, r in cfg.notify.receivers.items()}, team_digests=cfg.digest.teams)
+
+
+def send_digests(loaded: LoadedConfig, bundles: Sequence[Any], *, clock: Callable[[], datetime] = utcnow) -> list[Any]:
+    """Send each digest bundle to its audience's receivers, once per receiver and week, through the
+    delivery stage's transports, retry policy and store (``costguard.digest.deliver``)."""
+    import time
+
+    from costguard.digest import deliver
+    from costguard.notify.retry import Retrier, RetryPolicy
+    from costguard.store.delivery import DeliveryStore
+
+    cfg = loaded.config
+    plan = [(b, digest_audience_receivers(loaded, b.digest.team)) for b in bundles]
+    wanted = sorted({r for _, rs in plan for r in rs})
+    if not wanted:
+        return []
+    owners = load_owners(loaded.resolve(cfg.owners) if cfg.owners else None)
+    store = Store.open(loaded.state_url())
+    http = http_client()
+    try:
+        notifiers = build_notifiers(loaded, owners, out=None, clock=clock, http=http)
+        transports = {name: notifiers[name] for name in wanted}
+        r = cfg.notify.retry
+        retry = Retrier(RetryPolicy(attempts=r.attempts, initial_backoff=r.initial_backoff.total_seconds(),
+                                    max_backoff=r.max_backoff.total_seconds(), max_elapsed=r.max_elapsed.total_seconds()),
+                        deadline=time.monotonic() + cfg.notify.deadline.total_seconds())
+        return deliver.send_digests(plan, transports, DeliveryStore(store), retry=retry, clock=clock)
+    finally:
+        store.close()
 
 # ---- doctor ----------------------------------------------------------------------------------------
 

@@ -731,6 +731,119 @@ def explain(
     else:
         sys.stdout.write(dumps([got]) + "\n")
 
+@app.command()
+@_guard
+def digest(
+    config: ConfigOpt = None,
+    week: Annotated[Optional[str], typer.Option("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W05 (Monday to Sunday). Default: the last complete week in schedule.timezone.")] = None,
+    team: Annotated[Optional[str], typer.Option("--team", help="One owner team's digest (its spend by tags and accounts, its budgets and findings) instead of the organisation's.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Write digest-<week>[-<team>].html with its PNG charts and .json data here (instead of printing the text version).")] = None,
+    send: Annotated[bool, typer.Option("--send", help="Also send it to its receivers (digest.receivers for the organisation, the team's receivers in owners.yaml for a team), once per receiver and week, and keep a copy in digest.archive.")] = False,
+    scheduled: Annotated[bool, typer.Option("--scheduled", hidden=True, help="The daemon's weekly job: organisation and teams, into digest.archive, sent.")] = False,
+) -> None:
+    """The weekly digest: spend vs last week and the 4-week average, top movers with their root
+    cause, budgets with forecast and days to breach, tag-coverage trend, findings and savings.
+
+    Every total equals what `costguard costs` returns for the same days (per currency). A week
+    with days that have no data yet says so and compares like for like instead of showing a drop.
+    --send goes through the receivers of notify.receivers (email with the charts inline, Slack
+    with the chart in the thread, Teams): a receiver that already has this week's digest is not
+    sent it again. Exit 3: a receiver failed (the others were sent).
+
+    \b
+    Examples:
+      costguard digest -c costguard.yaml                          (last week, as text)
+      costguard digest -c costguard.yaml --week 2026-W05 --out digests/
+      costguard digest -c costguard.yaml --team payments --send
+    """
+    from costguard.digest import IsoWeek
+
+    chosen = None
+    if week is not None:
+        try:
+            chosen = IsoWeek.parse(week)
+        except ValueError as e:
+            raise _usage(f"--week {e}") from None
+    from costguard.app import build_digests, digest_archive, digest_audience_receivers, send_digests, utcnow
+
+    _setup_logging(daemon=scheduled)
+    loaded = _load(config)
+    if chosen is not None:
+        from costguard.digest.weeks import local_today
+
+        if chosen.start > local_today(utcnow(), loaded.config.schedule.timezone):
+            raise _usage(f"--week {chosen} has not started yet; pick a past or the current week")
+    if scheduled:
+        raise typer.Exit(_scheduled_digest(loaded, chosen))
+    if send and not digest_audience_receivers(loaded, team):
+        where = ("list receivers under digest.receivers in the config" if team is None else
+                 f"name email, slack or teams receivers under teams.{team}.receivers in the owners file "
+                 "(and keep digest.teams: true)")
+        raise _usage(f"--send: the {'organisation' if team is None else 'team ' + team} digest has no receivers: {where}")
+    digests = build_digests(loaded, week=chosen, team=team)
+    for w in digests[0].data.warnings:
+        _err(f"warning: {w}")
+    if out is None and not send:
+        from costguard.digest.render import render_text
+
+        SafeOut(sys.stdout).write(render_text(digests[0]))
+        _err("(write the HTML with charts and the JSON data with --out DIR; send it with --send)")
+        return
+    from costguard.digest.charts import digest_charts
+    from costguard.digest.files import write_digest
+
+    d = digests[0]
+    charts = digest_charts(d)
+    for folder in [f for f in (out, digest_archive(loaded) if send else None) if f is not None]:
+        for p in write_digest(d, charts, folder).all():
+            sys.stdout.write(f"{p}\n")
+    if send:
+        results = send_digests(loaded, [_bundle(loaded, d, charts)])
+        for r in results:
+            (sys.stdout.write if r.outcome != "failed" else _err)(r.line() + "\n")
+        if any(r.outcome == "failed" for r in results):
+            raise typer.Exit(EXIT_PARTIAL)
+
+
+def _bundle(loaded, d, charts):  # noqa: ANN001, ANN202 - LoadedConfig, Digest, charts -> DigestBundle
+    from costguard.digest.files import base_name
+    from costguard.digest.send import bundle
+
+    base = loaded.config.digest.link
+    return bundle(d, charts, link=f"{base.rstrip('/')}/{base_name(d)}.html" if base else None)
+
+
+def _scheduled_digest(loaded, week) -> int:  # noqa: ANN001 - LoadedConfig, IsoWeek | None
+    """The daemon's weekly job: every audience's digest into the archive, then sent to its
+    receivers. One audience (or receiver) failing never stops the others; exit 1 if a digest
+    could not be made, 3 if a receiver failed."""
+    from costguard.app import digest_archive, scheduled_digests, send_digests
+    from costguard.digest.charts import digest_charts
+    from costguard.digest.files import write_digest
+    from costguard.logs import get_logger
+
+    log = get_logger("costguard.digest")
+    batch = scheduled_digests(loaded, week=week)
+    folder, files, bundles = digest_archive(loaded), 0, []
+    for d in batch.digests:
+        try:
+            charts = digest_charts(d)
+            files += len(write_digest(d, charts, folder).all())
+            bundles.append(_bundle(loaded, d, charts))
+        except Exception as e:  # noqa: BLE001 - one audience's files must not stop the others'
+            log.exception("digest_failed", audience=d.audience)
+            batch.failed[d.audience] = f"{type(e).__name__}: {e}"
+    log.info("digest_written", week=batch.week, audiences=[b.digest.audience for b in bundles],
+             skipped_teams=batch.skipped, failed=sorted(batch.failed), folder=str(folder), files=files)
+    results = send_digests(loaded, bundles)
+    if results:
+        log.info("digest_delivered", week=batch.week, sent=sum(r.outcome == "sent" for r in results),
+                 already_sent=sum(r.outcome == "already_sent" for r in results),
+                 failed=[f"{r.audience} -> {r.receiver}" for r in results if r.outcome == "failed"])
+    if batch.failed:
+        return EXIT_FAILED
+    return EXIT_PARTIAL if any(r.outcome == "failed" for r in results) else EXIT_OK
+
 
 @app.command()
 @_guard

@@ -116,6 +116,17 @@ class ServerConfig(_Model):
     port: int = Field(9464, ge=0, le=65535)
 
 
+class DigestConfig(_Model):
+    metric: Literal["BilledCost", "EffectiveCost", "ListCost"] = Field(
+        "BilledCost", description="the cost every digest amount sums (the same default as `costguard costs`)")
+    archive: str = Field(".costguard/digests", description="folder where the scheduled digest writes its HTML, charts and JSON")
+    teams: bool = Field(True, description="the scheduled digest also makes one digest per owner team with spend or findings")
+    top: int = Field(5, ge=1, le=20, description="movers listed")
+    settle_hours: int = Field(24, ge=0, le=240, description="a day read sooner than this after it ended may still be arriving: said, and not compared (0: trust every stored day)")
+    link: str | None = Field(None, description="URL the archive folder is served at; chat summaries link to the full digest")
+    receivers: list[str] = Field(default_factory=list, description="receivers (notify.receivers: email, slack or teams) that get the organisation's digest; teams' digests go to the receivers each team names in owners.yaml")
+
+
 class Config(_Model):
     state: StateConfig = StateConfig()
     ingest: IngestConfig = IngestConfig()
@@ -127,6 +138,7 @@ class Config(_Model):
     server: ServerConfig = ServerConfig()
     catalog: list[str] = Field(default_factory=list, description="price catalogue CSV files (other clouds, negotiated "
                                "prices) layered over the bundled AWS list prices; relative to this file")
+    digest: DigestConfig = DigestConfig()
 
     @field_validator("providers")
     @classmethod

@@ -64,11 +64,14 @@ def run_demo(folder: Path, *, out: TextIO, progress: Callable[[str], None]) -> i
         "costguard demo: 45 days of synthetic AWS billing (FOCUS 1.2), one cycle, findings below.\n"
         f"config: {cfg_path}  ·  data: {data}  ·  nothing leaves this machine\n\n"
     )
-    cycle = build_cycle(load_config(cfg_path), out=out, progress=progress, hints=False)
+    loaded = load_config(cfg_path)
+    cycle = build_cycle(loaded, out=out, progress=progress, hints=False)
     try:
         outcome = cycle.run(as_of=today, trigger="cli")
     finally:
         cycle.close()
+    page = _write_digest(loaded, progress)
+    out.write(f"\nWeekly digest (last week, with charts): {page}\n")
     out.write(
         "\nWhat to try next:\n"
         f"  costguard findings -c {cfg_path}                     # open findings, most expensive first\n"
@@ -76,5 +79,17 @@ def run_demo(folder: Path, *, out: TextIO, progress: Callable[[str], None]) -> i
         f"  costguard costs -c {cfg_path} --by tag:application --format csv\n"
         f"  costguard run --once -c {cfg_path} --dry-run         # again: nothing new, nothing re-sent\n"
         f"  costguard serve -c {cfg_path}                        # the daemon: http://127.0.0.1:9464/healthz\n"
+        f"  costguard digest -c {cfg_path} --team payments       # one team's weekly digest, as text\n"
     )
     return outcome.exit_code
+
+
+def _write_digest(loaded, progress: Callable[[str], None]) -> Path:  # noqa: ANN001 - a LoadedConfig
+    """Last week's digest of the demo data, into the config's ``digest.archive``; its HTML page."""
+    from costguard.app import build_digests, digest_archive
+    from costguard.digest.files import publish
+
+    folder = digest_archive(loaded)
+    progress(f"writing last week's digest into {folder}")
+    [written] = publish(build_digests(loaded), folder)
+    return written.html

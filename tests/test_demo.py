@@ -11,6 +11,10 @@ def test_demo_first_run_and_second_run(cli, tmp_path):
     assert "carries application" in out          # tag-coverage scope finding
     assert "monthly budget" in out               # budget finding
     assert "What to try next" in out
+    # the demo ends with last week's digest, and says where it is
+    page = next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("Weekly digest"))
+    assert page.endswith(".html") and (folder / "digests").resolve() in __import__("pathlib").Path(page).resolve().parents
+    assert 'src="digest-' in open(page).read()
     assert "ChargeFrequency:allowed_values" in out  # real-world FOCUS deviations are flagged, rows kept
     found = cli.json("findings", "-c", folder / "demo.yaml")
     kinds = {f["kind"] for f in found}

@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
@@ -20,6 +20,9 @@ from costguard.notify.base import RECEIVERS, GroupedReceiverConfig
 from costguard.notify.errors import PermanentDeliveryError, RetryableDeliveryError
 from costguard.notify.model import Message, Sent
 from costguard.notify.render import Renderer
+
+if TYPE_CHECKING:
+    from costguard.digest.send import DigestBundle
 
 
 @RECEIVERS.register("email")
@@ -96,7 +99,23 @@ class EmailNotifier:
         return ctx
 
     def send(self, message: Message) -> Sent:
-        mail = self.build_mail(message)
+        self._deliver(self.build_mail(message))
+        return Sent()
+
+    def send_digest(self, bundle: "DigestBundle") -> dict[str, Any]:
+        """The weekly digest (HTML with inline charts, text alternative) to a team's contact, or to
+        ``to`` for the organisation's digest and teams without a contact."""
+        team = bundle.digest.team
+        contact = self.contacts.get(team) if team else None
+        to = [c.strip() for c in contact.split(",")] if contact else list(self.cfg.to)
+        if not to:
+            raise PermanentDeliveryError(f"email {self.name}: no address for the {bundle.digest.audience} digest: "
+                                         "set the team's contact in owners.yaml or `to` on the receiver")
+        mail = bundle.email(sender=self.cfg.from_, to=to)
+        self._deliver(mail)
+        return {"message_id": mail["Message-ID"], "to": to}
+
+    def _deliver(self, mail: EmailMessage) -> None:
         what = f"email {self.name}"
         try:
             smtp: Any
@@ -125,4 +144,3 @@ class EmailNotifier:
             raise PermanentDeliveryError(f"{what}: TLS failed: {e.reason or type(e).__name__}") from None
         except (smtplib.SMTPException, OSError) as e:
             raise RetryableDeliveryError(f"{what}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
-        return Sent()

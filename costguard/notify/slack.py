@@ -10,7 +10,7 @@ post. Bot scopes needed: ``chat:write`` (and the bot invited to the channel).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
@@ -21,6 +21,9 @@ from costguard.notify.http import request
 from costguard.notify.model import Message, Sent
 from costguard.notify.ratelimit import RateLimiter
 from costguard.notify.render import Renderer
+
+if TYPE_CHECKING:
+    from costguard.digest.send import DigestBundle
 
 UPDATE_EVENTS = ("updated", "resolved", "unsnoozed")
 RETRYABLE_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout", "ratelimited"}
@@ -104,9 +107,34 @@ class SlackNotifier:
         data = self._api("chat.postMessage", {**body, "channel": self.channel})
         return Sent(state={"channel": data.get("channel"), "ts": data.get("ts")} if per_finding else None)
 
-    def _api(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    def send_digest(self, bundle: "DigestBundle") -> dict[str, Any]:
+        """The weekly digest: its Block Kit summary, and with a bot token the daily chart uploaded
+        into the message's thread (``files.getUploadURLExternal``, the upload, then
+        ``files.completeUploadExternal``; scope ``files:write``). An incoming webhook can only post
+        the summary."""
+        payload = bundle.slack.payload()
+        if self._webhook_url is not None:
+            self.limiter.wait(self.name)
+            request(self.client, "POST", self._webhook_url.get_secret_value(), f"slack {self.name}", json=payload)
+            return {}
+        self.limiter.wait(self.channel or "")
+        posted = self._api("chat.postMessage", {**payload, "channel": self.channel})
+        channel, ts = posted.get("channel"), posted.get("ts")
+        files = []
+        for f in bundle.slack.files:
+            got = self._api("files.getUploadURLExternal", form={"filename": f.filename, "length": str(len(f.content)),
+                                                                "alt_txt": f.alt_text[:1000]})
+            request(self.client, "POST", got["upload_url"], f"slack {self.name} file upload", content=f.content,
+                    headers={"Content-Type": "application/octet-stream"})
+            files.append({"id": got["file_id"], "title": f.title})
+        if files:
+            self._api("files.completeUploadExternal", {"files": files, "channel_id": channel, "thread_ts": ts})
+        return {"channel": channel, "ts": ts, "files": [f["id"] for f in files]}
+
+    def _api(self, method: str, body: dict[str, Any] | None = None, *, form: dict[str, str] | None = None) -> dict[str, Any]:
         assert self._token is not None
-        resp = request(self.client, "POST", f"{self.api_url}/{method}", f"slack {self.name} {method}", json=body,
+        kwargs: dict[str, Any] = {"data": form} if form is not None else {"json": body}
+        resp = request(self.client, "POST", f"{self.api_url}/{method}", f"slack {self.name} {method}", **kwargs,
                        headers={"Authorization": f"Bearer {self._token.get_secret_value()}"})
         data = resp.json()
         if not data.get("ok"):

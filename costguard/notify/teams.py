@@ -6,7 +6,7 @@ request is received" Workflows template and use its URL (a secret: ``url_file`` 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
@@ -15,6 +15,9 @@ from costguard.notify.base import RECEIVERS, GroupedReceiverConfig
 from costguard.notify.http import request
 from costguard.notify.model import Message, Sent
 from costguard.notify.render import Renderer
+
+if TYPE_CHECKING:
+    from costguard.digest.send import DigestBundle
 
 MAX_ITEMS = 25
 
@@ -53,3 +56,8 @@ class TeamsNotifier:
     def send(self, message: Message) -> Sent:
         request(self.client, "POST", self._url.get_secret_value(), f"teams {self.name}", json=self.render(message))
         return Sent()
+
+    def send_digest(self, bundle: "DigestBundle") -> dict[str, Any]:
+        """The weekly digest's Adaptive Card summary."""
+        request(self.client, "POST", self._url.get_secret_value(), f"teams {self.name}", json=bundle.teams)
+        return {}

@@ -165,6 +165,17 @@ class _Target:
     native: NativeBudget | None = None
 
 
+@dataclass(frozen=True)
+class BudgetCheck:
+    """One budget checked: what it is (``target``), its projection, and the spend in other
+    currencies converted (by ``rates``) or left out."""
+
+    target: _Target
+    projection: Projection
+    converted: dict[str, Decimal]
+    excluded: dict[str, Decimal]
+
+
 @RULES.register("budget")
 class Budget:
     """Spend in the current month, quarter, week (Monday start) or year against a budget.
@@ -209,6 +220,16 @@ class Budget:
     def evaluate(self, rule: RuleInstance, ctx: RuleContext) -> list[Finding]:
         p: BudgetParams = rule.params
         out = []
+        for c in self.checks(rule, ctx):
+            f = self._finding(rule, p, c.target, c.projection, (c.converted, c.excluded), ctx)
+            if f is not None:
+                out.append(f)
+        return out
+
+    def checks(self, rule: RuleInstance, ctx: RuleContext) -> list["BudgetCheck"]:
+        """Every budget this rule checks, with its projection, whether a threshold is crossed or
+        not (the weekly digest shows them all)."""
+        out = []
         for t in self._targets(rule, ctx):
             if t.native is not None:
                 b = t.native
@@ -224,10 +245,8 @@ class Budget:
                 if t.team is not None:
                     assert ctx.owners is not None
                     costs = costs.filter(owner_expr(ctx.owners) == t.team)
-                pr, notes = self._project(costs, p, t, ctx)
-            f = self._finding(rule, p, t, pr, notes, ctx)
-            if f is not None:
-                out.append(f)
+                pr, notes = self._project(costs, rule.params, t, ctx)
+            out.append(BudgetCheck(t, pr, *notes))
         return out
 
     # ---- what to check --------------------------------------------------------------------------

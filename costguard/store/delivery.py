@@ -161,6 +161,15 @@ class DeliveryStore:
 
     # ---- receiver state ----------------------------------------------------------------------
 
+    def keep_state(self, receiver: str, group_key: str, data: Mapping[str, Any], at: datetime) -> None:
+        """Record what a receiver keeps for a group key, replacing what was there (the weekly
+        digest's "sent to this receiver" record, ``digest:<audience>:<week>``)."""
+        key = and_(receiver_state.c.receiver == receiver, receiver_state.c.group_key == group_key)
+        with self.store.transaction(write=True) as conn:
+            conn.execute(delete(receiver_state).where(key))
+            conn.execute(insert(receiver_state).values(receiver=receiver, group_key=group_key, data=dict(data),
+                                                       updated_at=ensure_utc(at, "at")))
+
     def state(self, receiver: str, group_key: str) -> dict | None:
         key = and_(receiver_state.c.receiver == receiver, receiver_state.c.group_key == group_key)
         with self.store.transaction() as conn:

@@ -240,6 +240,15 @@ class Store:
             days = conn.execute(select(windows.c.day).where(windows.c.source == source))
             return set(days.scalars())
 
+    def ingest_times(self) -> dict[str, dict[date, datetime]]:
+        """When each stored day of each source was last read: ``{source: {day: ingested_at}}``."""
+        with self._tx() as conn:
+            rows = conn.execute(select(windows.c.source, windows.c.day, windows.c.ingested_at))
+            out: dict[str, dict[date, datetime]] = {}
+            for source, day, at in rows:
+                out.setdefault(source, {})[day] = at
+            return out
+
     # ---- findings ----------------------------------------------------------------------------
 
     def reconcile(
@@ -379,6 +388,14 @@ class Store:
         q = select(finding_events).where(finding_events.c.fingerprint == fingerprint)
         with self._tx() as conn:
             return [dict(r) for r in conn.execute(q.order_by(finding_events.c.id)).mappings()]
+
+    def finding_events_between(self, start: datetime, end: datetime) -> list[dict]:
+        """Every finding's history events with ``start <= at < end`` (aware datetimes), oldest first
+        (the weekly digest's "new this week" and "fixed this week")."""
+        at = finding_events.c.at
+        q = select(finding_events).where((at >= ensure_utc(start, "start")) & (at < ensure_utc(end, "end")))
+        with self._tx() as conn:
+            return [dict(r) for r in conn.execute(q.order_by(at, finding_events.c.id)).mappings()]
 
     def open_findings_count(self) -> dict[tuple[str, str], int]:
         q = (
