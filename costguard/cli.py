@@ -10,19 +10,18 @@ import csv
 import io
 import json
 import os
-import re
 import sys
-import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from costguard import __version__
 from costguard.errors import ConfigError, CostguardError, StoreError
+from costguard.jsonout import decimal_text, dumps
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 MICRO = Decimal("0.000001")
@@ -59,7 +58,7 @@ def _root(
 
 
 ConfigOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("-c", "--config", help="Config file (YAML). Defaults to $COSTGUARD_CONFIG.", show_default=False),
 ]
 
@@ -191,36 +190,9 @@ def _guard(fn):  # maps costguard errors to exit codes and one line each, for ev
 # ---- output ---------------------------------------------------------------------------------------
 
 
-def _decimal_text(d: Decimal) -> str:
-    """An exact decimal without exponent or padding: ``Decimal('9.4E-5')`` → ``0.000094``."""
-    if d == d.to_integral_value():
-        return f"{d.quantize(Decimal(1)):f}"
-    return f"{d.normalize():f}"
-
-
-def dumps(value: Any) -> str:
-    """JSON where every Decimal is a number printed from the Decimal itself (never via float), so
-    amounts arrive exactly as stored; dates and datetimes are ISO strings."""
-    marker = f"@@dec-{uuid.uuid4().hex}:"
-
-    def enc(v: Any) -> Any:
-        if isinstance(v, Decimal):
-            return f"{marker}{_decimal_text(v)}" if v.is_finite() else None
-        if isinstance(v, (datetime, date)):
-            return v.isoformat()
-        if isinstance(v, dict):
-            return {k: enc(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple, set)):
-            return [enc(x) for x in v]
-        return v
-
-    text = json.dumps(enc(value), ensure_ascii=False)
-    return re.sub(f'"{re.escape(marker)}(-?[0-9.]+)"', r"\1", text) if marker in text else text
-
-
 def _plain(v: Any) -> Any:
     if isinstance(v, Decimal):
-        return _decimal_text(v) if v.is_finite() else ""
+        return decimal_text(v) if v.is_finite() else ""
     if isinstance(v, (datetime, date)):
         return v.isoformat()
     if isinstance(v, (dict, list)):
@@ -276,10 +248,10 @@ def run(
     config: ConfigOpt = None,
     once: Annotated[bool, typer.Option("--once", help="Run one full cycle and exit (the daemon is `costguard serve`).")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Ingest into a scratch area, evaluate, and print what would change and be sent; the lake, the findings store and the receivers are left alone.")] = False,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="DATE", help="Evaluate as if the run happened at the end of DATE (YYYY-MM-DD). Earlier than the last recorded run: a backtest, which stores and sends nothing (see --record).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", metavar="DATE", help="Evaluate as if the run happened at the end of DATE (YYYY-MM-DD). Earlier than the last recorded run: a backtest, which stores and sends nothing (see --record).")] = None,
     record: Annotated[bool, typer.Option("--record", help="With an --as-of earlier than the last recorded run: land the data and update the findings store anyway.")] = False,
     trigger: Annotated[str, typer.Option("--trigger", hidden=True, help="Who started the run (the daemon passes schedule/startup).")] = "cli",
-    run_id: Annotated[Optional[str], typer.Option("--run-id", hidden=True, help="Run id chosen by the daemon.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", hidden=True, help="Run id chosen by the daemon.")] = None,
 ) -> None:
     """Run one cycle: ingest → evaluate rules → track findings → deliver.
 
@@ -377,10 +349,10 @@ def findings(
     ctx: typer.Context,
     config: ConfigOpt = None,
     status: Annotated[Status, typer.Option("--status", help="Which findings to list.")] = Status.open,
-    kind: Annotated[Optional[str], typer.Option("--kind", help="Only this kind: tag, budget, rightsizing, idle, anomaly, commitment, data.")] = None,
-    owner: Annotated[Optional[str], typer.Option("--owner", help="Only findings owned by this team (use - for unowned).")] = None,
-    severity: Annotated[Optional[str], typer.Option("--severity", help="Only this severity or worse: info, warning, critical.")] = None,
-    rule: Annotated[Optional[str], typer.Option("--rule", help="Only findings of this rule id.")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only this kind: tag, budget, rightsizing, idle, anomaly, commitment, data.")] = None,
+    owner: Annotated[str | None, typer.Option("--owner", help="Only findings owned by this team (use - for unowned).")] = None,
+    severity: Annotated[str | None, typer.Option("--severity", help="Only this severity or worse: info, warning, critical.")] = None,
+    rule: Annotated[str | None, typer.Option("--rule", help="Only findings of this rule id.")] = None,
     fmt: Annotated[Fmt, typer.Option("--format", help="table for people; json (one array on stdout) or csv for scripts.")] = Fmt.table,
     delivery: Annotated[bool, typer.Option("--delivery", help="json/csv: add each finding's `delivery` (per receiver: sent, pending, failed, muted, suppressed). The table always shows it.")] = False,
 ) -> None:
@@ -513,8 +485,8 @@ def notify_test(
 def costs(
     config: ConfigOpt = None,
     by: Annotated[str, typer.Option("--by", help="Comma-separated FOCUS columns, source, day, week, month and/or tag:KEY, e.g. ServiceName,tag:team or month,ProviderName.")] = "ProviderName",
-    from_: Annotated[Optional[str], typer.Option("--from", metavar="DATE", help="First day included (YYYY-MM-DD).")] = None,
-    to: Annotated[Optional[str], typer.Option("--to", metavar="DATE", help="First day NOT included (YYYY-MM-DD); periods are half-open like FOCUS.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", metavar="DATE", help="First day included (YYYY-MM-DD).")] = None,
+    to: Annotated[str | None, typer.Option("--to", metavar="DATE", help="First day NOT included (YYYY-MM-DD); periods are half-open like FOCUS.")] = None,
     metric: Annotated[Metric, typer.Option("--metric", help="Which FOCUS cost to sum.")] = Metric.BilledCost,
     fmt: Annotated[Fmt, typer.Option("--format", help="table, json or csv.")] = Fmt.table,
     exact: Annotated[bool, typer.Option("--exact", help="json/csv: every stored decimal place (10) instead of a millionth of the currency unit.")] = False,
@@ -582,7 +554,7 @@ def sim(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the synthetic export into.")],
     rows: Annotated[str, typer.Option("--rows", help="Approximate row count: 100k, 1M, 10M, …")] = "100k",
     days: Annotated[int, typer.Option("--days", help="Days of data, ending yesterday (or --end).")] = 30,
-    end: Annotated[Optional[str], typer.Option("--end", metavar="DATE", help="Exclusive end day (default: today).")] = None,
+    end: Annotated[str | None, typer.Option("--end", metavar="DATE", help="Exclusive end day (default: today).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same data.")] = 42,
 ) -> None:
     """Generate a realistic synthetic FOCUS 1.2 export (parquet, one folder per day) for tests and benchmarks."""
@@ -625,7 +597,7 @@ app.add_typer(rules_app, name="rules")
 @rules_app.command("test")
 @_guard
 def rules_test(
-    folders: Annotated[Optional[list[Path]], typer.Argument(metavar="[DIR]...", help="Rules folders whose cases/ to run (default: the config's rule folders with -c, else ./rules).", show_default=False)] = None,
+    folders: Annotated[list[Path] | None, typer.Argument(metavar="[DIR]...", help="Rules folders whose cases/ to run (default: the config's rule folders with -c, else ./rules).", show_default=False)] = None,
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list the cases that pass.")] = False,
 ) -> None:
@@ -679,7 +651,7 @@ class SchemaFor(str, Enum):
 @app.command()
 @_guard
 def schema(
-    kind: Annotated[Optional[str], typer.Option("--kind", help="Only the schema of one rule of this kind (e.g. idle).")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only the schema of one rule of this kind (e.g. idle).")] = None,
     for_: Annotated[SchemaFor, typer.Option("--for", help="config: the config file; rules: a rule file; all: both, as {config, rules}.")] = SchemaFor.all,
 ) -> None:
     """Print JSON Schema generated from the code: the config file, rule files, or one rule kind.
@@ -735,9 +707,9 @@ def explain(
 @_guard
 def digest(
     config: ConfigOpt = None,
-    week: Annotated[Optional[str], typer.Option("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W05 (Monday to Sunday). Default: the last complete week in schedule.timezone.")] = None,
-    team: Annotated[Optional[str], typer.Option("--team", help="One owner team's digest (its spend by tags and accounts, its budgets and findings) instead of the organisation's.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", metavar="DIR", help="Write digest-<week>[-<team>].html with its PNG charts and .json data here (instead of printing the text version).")] = None,
+    week: Annotated[str | None, typer.Option("--week", metavar="YYYY-Www", help="ISO week, e.g. 2026-W05 (Monday to Sunday). Default: the last complete week in schedule.timezone.")] = None,
+    team: Annotated[str | None, typer.Option("--team", help="One owner team's digest (its spend by tags and accounts, its budgets and findings) instead of the organisation's.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", metavar="DIR", help="Write digest-<week>[-<team>].html with its PNG charts and .json data here (instead of printing the text version).")] = None,
     send: Annotated[bool, typer.Option("--send", help="Also send it to its receivers (digest.receivers for the organisation, the team's receivers in owners.yaml for a team), once per receiver and week, and keep a copy in digest.archive.")] = False,
     scheduled: Annotated[bool, typer.Option("--scheduled", hidden=True, help="The daemon's weekly job: organisation and teams, into digest.archive, sent.")] = False,
 ) -> None:
@@ -764,7 +736,13 @@ def digest(
             chosen = IsoWeek.parse(week)
         except ValueError as e:
             raise _usage(f"--week {e}") from None
-    from costguard.app import build_digests, digest_archive, digest_audience_receivers, send_digests, utcnow
+    from costguard.app import (
+        build_digests,
+        digest_archive,
+        digest_audience_receivers,
+        send_digests,
+        utcnow,
+    )
 
     _setup_logging(daemon=scheduled)
     loaded = _load(config)
@@ -805,7 +783,7 @@ def digest(
             raise typer.Exit(EXIT_PARTIAL)
 
 
-def _bundle(loaded, d, charts):  # noqa: ANN001, ANN202 - LoadedConfig, Digest, charts -> DigestBundle
+def _bundle(loaded, d, charts):
     from costguard.digest.files import base_name
     from costguard.digest.send import bundle
 
@@ -813,7 +791,7 @@ def _bundle(loaded, d, charts):  # noqa: ANN001, ANN202 - LoadedConfig, Digest, 
     return bundle(d, charts, link=f"{base.rstrip('/')}/{base_name(d)}.html" if base else None)
 
 
-def _scheduled_digest(loaded, week) -> int:  # noqa: ANN001 - LoadedConfig, IsoWeek | None
+def _scheduled_digest(loaded, week) -> int:
     """The daemon's weekly job: every audience's digest into the archive, then sent to its
     receivers. One audience (or receiver) failing never stops the others; exit 1 if a digest
     could not be made, 3 if a receiver failed."""
@@ -830,7 +808,7 @@ def _scheduled_digest(loaded, week) -> int:  # noqa: ANN001 - LoadedConfig, IsoW
             charts = digest_charts(d)
             files += len(write_digest(d, charts, folder).all())
             bundles.append(_bundle(loaded, d, charts))
-        except Exception as e:  # noqa: BLE001 - one audience's files must not stop the others'
+        except Exception as e:
             log.exception("digest_failed", audience=d.audience)
             batch.failed[d.audience] = f"{type(e).__name__}: {e}"
     log.info("digest_written", week=batch.week, audiences=[b.digest.audience for b in bundles],

@@ -992,7 +992,6 @@ def _day_frame(u: _Universe, d: date, r: dict[str, np.ndarray], schema: dict[str
         pick = ((idx * np.uint64(2654435761) + np.uint64(d.toordinal())) % np.uint64(100_000)) < int(u.spec.dialect_quirks * 100_000)
         freq = np.where(pick & (freq == "Usage-Based"), "Usage-based", freq)
     pricing_cat = np.where(kind == 6, "Committed", np.where(kind >= 3, None, np.where(committed, "Committed", "Standard")))
-    eff_unit = np.where(committed, r["effective"], r["unit_price"])
 
     scale = pl.lit(Decimal("1e-10"), dtype=DEC)
 
@@ -1001,7 +1000,6 @@ def _day_frame(u: _Universe, d: date, r: dict[str, np.ndarray], schema: dict[str
 
     dims = u.ent.select(pl.all().gather(pl.Series(e)))
     is_sp = committed.any()
-    none_s = pl.lit(None, dtype=pl.String)
     frame = dims.with_columns(
         BilledCost=dec(r["billed"]), EffectiveCost=dec(r["effective"]), ListCost=dec(r["list"]),
         ContractedCost=dec(r["list"]),

@@ -94,10 +94,11 @@ def build(world, tmp_path: Path) -> dict:
   min_coverage: 0.99
   group_by: [SubAccountId]
   resource_cost_floor: 0
-- id: aws-waste
+- id: waste
   kind: idle
   severity: warning
   checks:
+    unattached_volume: {min_age_days: 0}
     idle_instance: {cpu_p95_below: 3, min_metrics_days: 2}
 - id: aws-budgets
   kind: budget
@@ -143,13 +144,14 @@ def test_run_once_against_moto_gives_priced_findings_per_member_account(cli, tmp
     assert b["account_id"] == m[0] and b["monthly_cost"] == 130 and b["evidence"]["amount"] == 100
     assert b["evidence"]["actual"] == 130 and b["evidence"]["forecast"] == 150 and b["severity"] == "critical"
     assert b["monthly_savings"] is None and b["source"] == "aws-org" and b["provider"] == "AWS"
-    # idle waste from the shared inventory pass, in the member account that owns it, each priced
-    waste = {f["resource_id"]: f for f in findings if f["kind"] == "idle"}
-    assert {made["volume"], made["eip"], made["idle"]} <= set(waste), sorted(waste)
-    for rid in (made["volume"], made["eip"], made["idle"]):
-        assert waste[rid]["account_id"] == m[0] and waste[rid]["monthly_savings"] > 0 and waste[rid]["monthly_cost"] > 0
-    assert waste[made["eu_eip"]]["account_id"] == m[1] and waste[made["eu_eip"]]["region"] == "eu-west-1"
-    assert made["busy"] not in waste
+    # idle findings from the inventory pass, in the member account and region they are in, each priced
+    idle_f = {f["resource_id"]: f for f in findings if f["kind"] == "idle"}
+    for rid, acct, region in ((made["volume"], m[0], "us-east-1"), (made["eip"], m[0], "us-east-1"),
+                              (made["eu_eip"], m[1], "eu-west-1"), (made["idle"], m[0], "us-east-1")):
+        f = idle_f[rid]
+        assert (f["account_id"], f["region"], f["provider"]) == (acct, region, "AWS"), f
+        assert f["monthly_cost"] > 0 and f["monthly_savings"] > 0 and f["currency"] == "USD", f
+    assert made["busy"] not in idle_f  # 71 % CPU is not idle
     # the inventory columns the idle and rightsizing rules read
     inv = pl.read_parquet(tmp_path / "lake" / "inventory" / "source=aws-org" / "snapshot.parquet")
     row = {r["resource_id"]: r for r in inv.iter_rows(named=True)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import boto3
@@ -102,6 +103,7 @@ def test_cpu_p95_and_max_from_the_datapoints_put(world, tmp_path):
     row = inv.filter(pl.col("resource_id") == ids[members[0]]["us-east-1/tagged"]).row(0, named=True)
     values = [float(h % 10) for h in range(1, 49)]
     assert row["cpu_p95"] == pytest.approx(float(np.percentile(values, 95)))
+    assert row["cpu_p90"] == pytest.approx(float(np.percentile(values, 90))) and row["cpu_p99"] == pytest.approx(float(np.percentile(values, 99)))
     assert row["cpu_max"] == 9.0 and row["metrics_days"] >= 2
     idle = inv.filter(pl.col("resource_id") == ids[members[0]]["us-east-1/untagged"]).row(0, named=True)
     assert idle["cpu_p95"] is None and idle["metrics_days"] == 0  # running, no datapoints: known to be unmeasured
@@ -298,10 +300,15 @@ def test_price_catalogue_refresh_via_stubber(world, tmp_path):
         stub.assert_no_pending_responses()
     cat = pl.read_csv(tmp_path / "prices" / "ec2.csv", infer_schema=False)
     assert list(cat.columns) == list(pricing.COLUMNS)
-    m5 = cat.filter((pl.col("instance_type") == "m5.large") & (pl.col("region") == "us-east-1"))
-    assert m5["on_demand_usd_per_hour"].to_list() == ["0.0990000000"] and m5["memory_gib"].item() == "8"
-    assert cat.height == pricing.bundled().height  # every other bundled row kept
+    [row] = cat.to_dicts()
+    assert (row["provider"], row["resource_class"], row["sku"], row["region"], row["unit"], row["price"], row["currency"]) == (
+        "AWS", "instance", "m5.large", "us-east-1", "hour", "0.0990000000", "USD")
+    assert (row["vcpu"], row["memory_gib"], row["architecture"], row["current_generation"]) == ("2", "8", "x86_64", "true")
+    # the file is a user price catalogue: the rules read it on top of the bundled one
+    from costguard.catalog import load_catalog
 
+    price = load_catalog([tmp_path / "prices" / "ec2.csv"]).price("AWS", "instance", "m5.large", "us-east-1")
+    assert price is not None and price.amount == Decimal("0.099") and "Pricing API" in price.source
 
 def test_enabled_regions_and_the_endpoint_from_aws_endpoint_url(world, tmp_path, monkeypatch):
     world.client("ec2", "ap-southeast-2").run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.nano")

@@ -146,3 +146,30 @@ def test_team_budget_end_to_end_with_owners_file(cli, tmp_path):
     cli("run", "--once", "-c", cfg, "--as-of", "2026-03-05")
     (f,) = cli.json("findings", "-c", cfg)
     assert f["owner"] == "web" and f["title"].startswith("team web monthly budget: actual $250 is 125% of $200")
+
+
+def test_native_budgets_use_their_own_alerts_and_skip_another_period(tmp_path):
+    read = date(2026, 3, 10)
+    budgets = [
+        NativeBudget("aws-org", "prod", D(1000), "USD", "month", actual=D(850), forecast=D(1100), read_on=read,
+                     thresholds=({"on": "ACTUAL", "value": D(80), "type": "PERCENTAGE"},
+                                 {"on": "FORECASTED", "value": D(120), "type": "PERCENTAGE"})),
+        NativeBudget("aws-org", "daily", D(10), "USD", "day", actual=D(12), read_on=read),
+    ]
+    (rule,) = _rules(tmp_path, """
+        - id: cloud
+          kind: budget
+          severity: warning
+          native: true
+          native_thresholds: true
+          thresholds: [{on: actual, percent: 100, severity: critical}]
+        """)
+    costs = _rollup([row(date(2026, 3, 1), "1")], tmp_path)
+    by = {f.evidence["budget"]["native"]["name"]: f for f in
+          evaluate([rule], RuleContext(as_of=read, costs=costs, budgets=budgets)).findings}
+    # prod's own 80% alert fired (850 of 1000); its 120% forecast alert did not (1100 < 1200)
+    assert by["prod"].severity == "warning" and by["prod"].evidence["threshold_percent"] == D(80)
+    # a daily budget is compared with that day, with the rule's thresholds (it defines none)
+    assert by["daily"].severity == "critical" and by["daily"].evidence["period"]["end"] == "2026-03-11"
+    # a backtest in another month has no cloud figures for that month: nothing is judged
+    assert evaluate([rule], RuleContext(as_of=date(2026, 2, 10), costs=costs, budgets=budgets)).findings == []

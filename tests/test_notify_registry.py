@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import SecretStr, ValidationError
-from werkzeug import Response
+from pydantic import ValidationError
 
 from costguard.notify import RECEIVERS
 from notify_env import AS_OF, bodies, project

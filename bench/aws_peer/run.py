@@ -10,11 +10,9 @@ resources at list price (so a finding can carry its cost).
 
 Six checks: two missing-tag (instances and volumes without ``team``), unattached EBS, gp2 → gp3,
 unassociated EIP, low CPU. Cloud Custodian answers them with ``policies.yml`` through ``c7n-org``
-(installed in a venv of its own: it is never a costguard dependency). costguard answers the tag
-checks with its ``tag-coverage`` rule (``rules/``) and reads, in the same pass, the inventory
-columns the idle rules use; those four checks are computed here from the inventory snapshot with the
-predicates of the idle rules and priced from the lake (30 days of the resource's EffectiveCost), until
-the rule pack (issue 12) turns them into findings.
+(installed in a venv of its own: it is never a costguard dependency). costguard answers them
+with its ``tag-coverage`` and ``idle`` rules (``rules/``) over one inventory pass; every finding is
+priced from the bill (or, for a resource the bill does not show yet, the price catalogue).
 
 Both tools run as child processes against moto's server through a recording proxy on 127.0.0.1
 (``tests/aws_env.py``), which counts every request each of them sends.
@@ -194,28 +192,20 @@ rules: [rules/]
     findings = json.loads(subprocess.run([sys.executable, "-m", "costguard", "findings", "-c", str(state / "costguard.yaml"),
                                           "--format", "json"], env=env, capture_output=True, text=True, check=True).stdout)
     tag = [f for f in findings if f["kind"] == "tag" and f["resource_id"]]
-    inv = pl.read_parquet(state / "lake" / "inventory" / "source=aws-org" / "snapshot.parquet")
-    sys.path.insert(0, str(ROOT))
-    from costguard.lake import Lake
-
-    today = datetime.now(timezone.utc).date()
-    cost30 = (Lake(state / "lake").rollup().filter(pl.col("x_ChargeDate") >= today - timedelta(days=30))
-              .group_by("ResourceId").agg(pl.col("EffectiveCost").sum().alias("cost"))
-              .collect().filter(pl.col("ResourceId").is_not_null()))
-    inv = inv.join(cost30, left_on="resource_id", right_on="ResourceId", how="left")
-    checks = {
-        "ebs-unattached": inv.filter((pl.col("resource_class") == "volume") & pl.col("attached_to").is_null()),
-        "ebs-gp2": inv.filter((pl.col("resource_class") == "volume") & (pl.col("sku") == "gp2")),
-        "eip-unassociated": inv.filter((pl.col("resource_class") == "address") & pl.col("attached_to").is_null()),
-        "ec2-low-cpu": inv.filter((pl.col("resource_class") == "instance") & (pl.col("cpu_p95") < 5)),
-    }
-    detected = {k: {"count": v.height, "priced": int(v["cost"].is_not_null().sum()),
-                    "cost_last_30_days": str(sum((c for c in v["cost"].to_list() if c is not None), Decimal(0)))}
-                for k, v in checks.items()}
+    waste: dict[str, dict] = {}
+    for f in findings:
+        if f["kind"] != "idle":
+            continue
+        for c in f["evidence"].get("checks") or []:
+            w = waste.setdefault(c["check"], {"count": 0, "priced": 0, "monthly_savings": Decimal(0)})
+            w["count"] += 1
+            w["priced"] += f["monthly_cost"] is not None
+            w["monthly_savings"] += Decimal(str(c.get("monthly_savings") or 0))
     for o in out:
         o["tag_findings"] = {"count": len(tag), "priced": sum(1 for f in tag if f["monthly_cost"] is not None),
                              "monthly_cost": str(sum((Decimal(str(f["monthly_cost"])) for f in tag), Decimal(0)))}
-        o["idle_detected_in_inventory"] = detected
+        o["idle_findings"] = {k: {**v, "monthly_savings": str(v["monthly_savings"])} for k, v in sorted(waste.items())}
+        o["findings_total"] = len(findings)
     return out
 
 

@@ -3,17 +3,15 @@ HTML page with its PNG charts beside it, and their names (``digest-<YYYY-Www>[-<
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from costguard import jsonout
 from costguard.digest.charts import Chart
 from costguard.digest.model import Digest
 from costguard.digest.render import render_html
@@ -34,29 +32,9 @@ def chart_file(d: Digest, chart: Chart) -> str:
     return f"{base_name(d)}-{chart.name}.png"
 
 
-def _decimal_text(v: Decimal) -> str:
-    if v == v.to_integral_value():
-        return f"{v.quantize(Decimal(1)):f}"
-    return f"{v.normalize():f}"
-
-
 def to_json(value: Any, *, indent: int | None = 2) -> str:
     """JSON where each Decimal is a number written from the Decimal itself; dates are ISO strings."""
-    marker = f"@@dec-{uuid.uuid4().hex}:"
-
-    def enc(v: Any) -> Any:
-        if isinstance(v, Decimal):
-            return f"{marker}{_decimal_text(v)}" if v.is_finite() else None
-        if isinstance(v, (datetime, date)):
-            return v.isoformat()
-        if isinstance(v, dict):
-            return {str(k): enc(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple, set)):
-            return [enc(x) for x in v]
-        return v
-
-    text = json.dumps(enc(value), ensure_ascii=False, indent=indent)
-    return re.sub(f'"{re.escape(marker)}(-?[0-9.]+)"', r"\1", text)
+    return jsonout.dumps(value, indent=indent)
 
 
 @dataclass(frozen=True)

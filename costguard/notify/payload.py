@@ -1,13 +1,14 @@
 """The canonical JSON of a message (the webhook body and the shadow file's lines).
 
 Each finding is exactly the object ``costguard findings --format json`` prints for it (at the
-time of the change), plus ``event``. Decimals are printed exactly (``costguard.cli.dumps``).
+time of the change), plus ``event``. Decimals are printed exactly (``costguard.jsonout``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from costguard import jsonout
 from costguard.notify.model import Message
 
 VERSION = 1
@@ -23,6 +24,4 @@ def body(message: Message) -> dict[str, Any]:
 
 def dumps(value: Any) -> str:
     """JSON with exact decimals and ISO dates: the same text `costguard findings --format json` uses."""
-    from costguard.cli import dumps as cli_dumps
-
-    return cli_dumps(value)
+    return jsonout.dumps(value)

@@ -76,6 +76,8 @@ class BudgetParams(Params):
     )
     teams: bool = Field(False, description="one budget per team that has `budget:` in owners.yaml, on the spend it owns")
     native: bool | str = Field(False, description="the providers' own budgets (true, or a name pattern such as 'prod-*')")
+    native_thresholds: bool = Field(False, description="with native: use each cloud budget's own alert thresholds "
+                                    "where it defines any (the rule's thresholds otherwise)")
 
     @field_validator("rates")
     @classmethod
@@ -98,6 +100,8 @@ class BudgetParams(Params):
 
 def period_bounds(as_of: date, period: Period | str) -> tuple[date, date]:
     """The period containing ``as_of`` as half-open ``[start, end)``; weeks start on Monday."""
+    if period == "day":
+        return as_of, as_of + timedelta(days=1)
     if period == "week":
         start = as_of - timedelta(days=as_of.weekday())
         return start, start + timedelta(days=7)
@@ -267,7 +271,24 @@ class Budget:
         return [_Target(f"native:{b.source}:{b.name}", f"{b.source} budget {b.name}", b.amount, b.currency, b.period,
                         source=b.source, native=b)
                 for b in sorted(ctx.budgets, key=lambda b: (b.source, b.name))
-                if fnmatch(b.name, pattern) and (wanted_source is None or b.source == wanted_source)]
+                if fnmatch(b.name, pattern) and (wanted_source is None or b.source == wanted_source)
+                # the cloud's figures describe the period of the day they were read: a backtest of
+                # another period has nothing to compare them with
+                and (b.read_on is None or period_bounds(b.read_on, b.period) == period_bounds(ctx.as_of, b.period))]
+
+    @staticmethod
+    def _native_thresholds(rule: RuleInstance, t: _Target) -> tuple[Threshold, ...]:
+        """The alert thresholds defined with a cloud budget (AWS Budgets notifications): reaching
+        the whole budget on actual spend is critical, anything else takes the rule's severity."""
+        out = []
+        for th in t.native.thresholds if t.native is not None else ():
+            on = "forecast" if str(th.get("on", "actual")).lower().startswith("forecast") else "actual"
+            value = Decimal(str(th["value"]))
+            absolute = str(th.get("type", "percent")).lower().startswith("abs")
+            whole = value >= (t.amount if absolute else 100)
+            sev = "critical" if on == "actual" and whole else rule.severity
+            out.append(Threshold(on=on, amount=value, severity=sev) if absolute else Threshold(on=on, percent=value, severity=sev))
+        return tuple(out)
 
     def _project(self, lf: pl.LazyFrame, p: BudgetParams, t: _Target, ctx: RuleContext) -> tuple[Projection, tuple[dict, dict]]:
         import polars as pl
@@ -305,7 +326,8 @@ class Budget:
         def value(on: str) -> Decimal:
             return pr.actual if on == "actual" else pr.forecast
 
-        crossed = [th for th in p.thresholds if value(th.on) >= th.limit(t.amount)]
+        thresholds = self._native_thresholds(rule, t) if p.native_thresholds and t.native is not None else ()
+        crossed = [th for th in thresholds or p.thresholds if value(th.on) >= th.limit(t.amount)]
         if not crossed:
             return None
         top = max(crossed, key=lambda th: (SEVERITY_RANK[th.severity], th.limit(t.amount), th.on == "actual"))

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, insert, select, update
 
 from ..notify.dedup import Told
-from ..notify.model import Item, Message, Notification
+from ..notify.model import Message, Notification
 from .schema import ledger, messages, outbox, receiver_state
 from .store import Store
 from .types import ensure_utc

@@ -119,10 +119,10 @@ class InventoryConfig(_Section):
 
 
 class PricesConfig(_Section):
-    """The EC2 price catalogue: bundled (us-east-1), optionally refreshed from the Pricing API."""
+    """EC2 prices refreshed from the Pricing API into a user price catalogue (list it under ``catalog:``)."""
 
     refresh: bool = False
-    out: str = Field("prices/aws-ec2.csv", description="where a refreshed catalogue is written (relative to the config file)")
+    out: str = Field("prices/aws-ec2.csv", description="the catalogue file written (relative to the config file)")
 
 
 @PROVIDERS.register("aws")

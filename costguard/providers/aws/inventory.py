@@ -32,7 +32,7 @@ from costguard.logs import get_logger
 from costguard.providers.aws.accounts import Account, AccountError, Sessions
 from costguard.providers.aws.clients import Clients, Problems, is_aws_error
 from costguard.providers.aws.config import InventoryConfig
-from costguard.providers.aws.utilisation import MetricError, MetricQuery, get_metric_data, percentiles, total
+from costguard.providers.aws.utilisation import MetricError, MetricQuery, get_metric_data, summarise, total
 
 log = get_logger("costguard.providers.aws")
 
@@ -372,10 +372,10 @@ class InventoryPass:
             v = r.values
             measured = (k in instances) or (v.get("resource_class") == "database" and v.get("state") == "available")
             if measured:  # asked for: no datapoints means 0 days measured, not unknown
-                p95, mx, days = percentiles(series.get((k, "cpu")))
-                v["cpu_p95"], v["cpu_max"], v["metrics_days"] = p95, mx, days or 0
+                cpu = summarise(series.get((k, "cpu")))
+                v.update(cpu_p90=cpu.p90, cpu_p95=cpu.p95, cpu_p99=cpu.p99, cpu_max=cpu.max, metrics_days=cpu.days or 0)
             if (k, "mem") in series:
-                v["mem_p95"] = percentiles(series[(k, "mem")])[0]
+                v["mem_p95"] = summarise(series[(k, "mem")]).p95
             if v.get("resource_class") == "nat_gateway" and v.get("state") == "available":
                 v["bytes_30d"] = total(series.get((k, "nat_out_dst")), series.get((k, "nat_out_src"))) or 0.0
 

@@ -1,12 +1,13 @@
-"""The EC2 price catalogue: the bundled slice, and a refresh from the AWS Pricing API.
+"""EC2 prices refreshed from the AWS Pricing API, written as a user price catalogue.
 
-The bundled catalogue is ``costguard/simdata/ec2_catalog_us-east-1.csv`` (on-demand Linux prices
-for us-east-1 from karpenter-provider-aws, sizes from apache-libcloud; licences beside it). With
-``prices: {refresh: true}`` the provider asks the Pricing API (``pricing:GetProducts``, free) for
-the on-demand Linux, shared-tenancy price of every instance type in the inventory, one request
-(and its pages) per region (``ANY_OF`` the types), and writes a catalogue in the same columns to
-``prices.out``: refreshed rows first, bundled rows for everything else. A rightsizing rule can
-read that file as its catalogue.
+The bundled catalogue (``costguard/catalogdata/``, see ``costguard/catalog.py``) holds AWS list
+prices. With ``prices: {refresh: true}`` the aws provider asks the Pricing API
+(``pricing:GetProducts``, free) for the on-demand Linux, shared-tenancy price of every instance
+type in its inventory: one request (and its pages) per region, ``ANY_OF`` the types. The rows are
+written to ``prices.out`` in the user catalogue format
+(``provider,resource_class,sku,region,unit,price,currency,vcpu,memory_gib,architecture,current_generation,source``),
+so listing that file under the config's ``catalog:`` makes the rules use today's prices (user rows
+win over bundled ones for the same provider, class, type and region).
 """
 
 from __future__ import annotations
@@ -16,22 +17,14 @@ import os
 import re
 import uuid
 from collections.abc import Iterable
-from functools import cache
-from importlib import resources
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-COLUMNS = ("instance_type", "family", "size", "instance_family", "vcpu", "memory_gib", "processor_architecture",
-           "physical_processor", "gpu", "current_generation", "normalization_size_factor", "region", "on_demand_usd_per_hour")
-
-
-@cache
-def bundled() -> pl.DataFrame:
-    """The bundled catalogue, every column as text (as in the file)."""
-    text = resources.files("costguard").joinpath("simdata", "ec2_catalog_us-east-1.csv").read_bytes()
-    return pl.read_csv(text, infer_schema=False).select(list(COLUMNS))
+COLUMNS = ("provider", "resource_class", "sku", "region", "unit", "price", "currency", "vcpu", "memory_gib",
+           "architecture", "current_generation", "source")
 
 
 def _price(terms: dict[str, Any]) -> str | None:
@@ -43,7 +36,12 @@ def _price(terms: dict[str, Any]) -> str | None:
     return None
 
 
-def parse_products(price_list: Iterable[str], region: str) -> list[dict[str, str | None]]:
+def _architecture(a: dict[str, str]) -> str:
+    text = f"{a.get('processorArchitecture', '')} {a.get('physicalProcessor', '')}".lower()
+    return "arm64" if "arm" in text or "graviton" in text else "x86_64"
+
+
+def parse_products(price_list: Iterable[str], region: str, *, today: date) -> list[dict[str, str | None]]:
     """GetProducts ``PriceList`` items (JSON strings) → catalogue rows."""
     out = []
     for item in price_list:
@@ -53,25 +51,23 @@ def parse_products(price_list: Iterable[str], region: str) -> list[dict[str, str
         price = _price(p.get("terms") or {})
         if not itype or price is None:
             continue
-        family, _, size = itype.partition(".")
         mem = re.sub(r"[^0-9.]", "", a.get("memory", "").replace(",", ""))
+        vcpu = a.get("vcpu") if mem else None
         out.append({
-            "instance_type": itype, "family": family, "size": size, "instance_family": a.get("instanceFamily"),
-            "vcpu": a.get("vcpu"), "memory_gib": mem or None, "processor_architecture": a.get("processorArchitecture"),
-            "physical_processor": a.get("physicalProcessor"), "gpu": a.get("gpu"),
-            "current_generation": a.get("currentGeneration"), "normalization_size_factor": a.get("normalizationSizeFactor"),
-            "region": a.get("regionCode") or region, "on_demand_usd_per_hour": price,
+            "provider": "AWS", "resource_class": "instance", "sku": itype, "region": a.get("regionCode") or region,
+            "unit": "hour", "price": price, "currency": "USD", "vcpu": vcpu, "memory_gib": mem or None,
+            "architecture": _architecture(a),
+            "current_generation": {"yes": "true", "no": "false"}.get(str(a.get("currentGeneration", "")).lower()),
+            "source": f"AWS Pricing API GetProducts {today.isoformat()}",
         })
     return out
 
 
-def fetch(pricing: Any, instance_types: Iterable[str], regions: Iterable[str]) -> pl.DataFrame:
+def fetch(pricing: Any, instance_types: Iterable[str], regions: Iterable[str], *, today: date) -> pl.DataFrame:
     """On-demand Linux prices of ``instance_types`` in ``regions`` (one GetProducts and pages per region)."""
     types = sorted(set(instance_types))
     rows: list[dict[str, str | None]] = []
-    if not types:
-        return pl.DataFrame(schema={c: pl.String for c in COLUMNS})
-    for region in sorted(set(regions)):
+    for region in sorted(set(regions)) if types else []:
         params: dict[str, Any] = {
             "ServiceCode": "AmazonEC2", "FormatVersion": "aws_v1", "MaxResults": 100,
             "Filters": [
@@ -85,18 +81,13 @@ def fetch(pricing: Any, instance_types: Iterable[str], regions: Iterable[str]) -
         }
         while True:
             page = pricing.get_products(**params)
-            rows += parse_products(page.get("PriceList") or [], region)
+            rows += parse_products(page.get("PriceList") or [], region, today=today)
             token = page.get("NextToken")
             if not token:
                 break
             params["NextToken"] = token
-    return pl.DataFrame(rows, schema={c: pl.String for c in COLUMNS}, orient="row").unique(["instance_type", "region"], keep="first")
-
-
-def merged(fresh: pl.DataFrame) -> pl.DataFrame:
-    """Fresh rows, then the bundled rows they do not replace."""
-    keep = bundled().join(fresh.select("instance_type", "region"), on=["instance_type", "region"], how="anti")
-    return pl.concat([fresh, keep], how="vertical").sort("region", "instance_type")
+    df = pl.DataFrame(rows, schema={c: pl.String for c in COLUMNS}, orient="row")
+    return df.unique(["sku", "region"], keep="first", maintain_order=True).sort("region", "sku")
 
 
 def write(df: pl.DataFrame, path: str) -> None:

@@ -284,14 +284,14 @@ class AwsProvider:
             return
         try:
             fresh = pricing.fetch(self.base().client("pricing"), inst["sku"].drop_nulls().to_list(),
-                                  inst["region"].drop_nulls().to_list())
+                                  inst["region"].drop_nulls().to_list(), today=self.clock().date())
         except Exception as e:  # noqa: BLE001
             if not is_aws_error(e):
                 raise
             self.problems.add("prices", "pricing:GetProducts", e, role="costguard's role")
             return
         out = self._resolve(self.cfg.prices.out)
-        pricing.write(pricing.merged(fresh), out)
+        pricing.write(fresh, out)
         log.info("prices_refreshed", source=self.name, rows=fresh.height, path=out)
 
 

@@ -1,8 +1,8 @@
 """CloudWatch GetMetricData, batched: up to 500 metric queries a request, pages followed.
 
-CPU and memory are read as hourly ``Maximum`` over the lookback; ``cpu_p95`` is the 95th
-percentile (linear interpolation, as numpy computes it) of those hourly maxima and ``cpu_max``
-their maximum, so a short peak inside an hour is never averaged away (rightsizing stays on the
+CPU and memory are read as hourly ``Maximum`` over the lookback; ``cpu_p95`` (and ``cpu_p90``,
+``cpu_p99``) is the 95th percentile (linear interpolation, as numpy computes it) of those hourly
+maxima and ``cpu_max`` their maximum, so a short peak inside an hour is never averaged away (rightsizing stays on the
 safe side). NAT gateway bytes are daily ``Sum`` values added up over 30 days.
 """
 
@@ -73,13 +73,24 @@ def get_metric_data(cw: Any, queries: Sequence[MetricQuery], start: datetime, en
     return out
 
 
-def percentiles(s: Series | None) -> tuple[float | None, float | None, int | None]:
-    """(p95, max, days with data) of a series; all None without datapoints."""
+@dataclass(frozen=True)
+class Summary:
+    """Percentiles (linear interpolation, as numpy computes them) and max of a series."""
+
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    days: int | None = None  # distinct UTC days with datapoints
+
+
+def summarise(s: Series | None) -> Summary:
+    """The :class:`Summary` of a series; all None without datapoints."""
     if s is None or not s.values:
-        return None, None, None
+        return Summary()
     v = np.asarray(s.values, dtype=float)
-    days = len({t.date() for t in s.timestamps}) if s.timestamps else None
-    return round(float(np.percentile(v, 95)), 6), round(float(v.max()), 6), days
+    p90, p95, p99 = (round(float(x), 6) for x in np.percentile(v, [90, 95, 99]))
+    return Summary(p90, p95, p99, round(float(v.max()), 6), len({t.date() for t in s.timestamps}) if s.timestamps else None)
 
 
 def total(*series: Series | None) -> float | None:
