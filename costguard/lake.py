@@ -36,7 +36,7 @@ from costguard.ingest_ledger import IngestLedger
 from costguard.logs import get_logger
 from costguard.model import Window
 from costguard.providers.base import Horizon, Part
-from costguard.rollup import ROLLUP_KEYS, rollup_schema
+from costguard.rollup import rollup_schema
 
 log = get_logger("costguard.lake")
 

@@ -21,11 +21,11 @@ from costguard.rules.base import (
     Params,
     RuleContext,
     RuleInstance,
-    TAGS,
     apply_filter,
     fmt_money,
     fmt_pct,
     normalise_key,
+    per_tag_set,
     tag_value,
 )
 
@@ -163,13 +163,10 @@ def _group_exprs(cols: Sequence[str]) -> list[pl.Expr]:
 def _with_tag_columns(lf: pl.LazyFrame, cols: Sequence[str]) -> pl.LazyFrame:
     """``lf`` with a ``tag:KEY`` column per tag dimension. The JSON is read once per distinct tag
     set (a few thousand) and joined back, not once per rollup row."""
-    import polars as pl
 
     if not cols:
         return lf
-    distinct = lf.select(pl.col(TAGS).unique()).collect(engine="streaming")
-    mapping = distinct.with_columns(*(tag_value(c[len(TAG_PREFIX):]).alias(c) for c in dict.fromkeys(cols)))
-    return lf.join(mapping.lazy(), on=TAGS, how="left", nulls_equal=True)
+    return per_tag_set(lf, [tag_value(c[len(TAG_PREFIX):]).alias(c) for c in dict.fromkeys(cols)])
 
 
 @RULES.register("anomaly")

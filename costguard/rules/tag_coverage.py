@@ -23,6 +23,7 @@ from costguard.rules.base import (
     fmt_pct,
     iso_window,
     normalise_key,
+    per_tag_set,
     ratio,
     to_month,
 )
@@ -103,10 +104,10 @@ class TagCoverage:
         p: TagCoverageParams = rule.params
         start = ctx.as_of - timedelta(days=p.window_days - 1)
         has = [tagkeys.tag_value(k, p.aliases).is_not_null().alias(f"_has{i}") for i, k in enumerate(p.keys)]
+        window = (apply_filter(ctx.costs, rule.filter)
+                  .filter(day_range(start, ctx.as_of + timedelta(days=1)) & (pl.col("ChargeCategory") == "Usage")))
         rows = (
-            apply_filter(ctx.costs, rule.filter)
-            .filter(day_range(start, ctx.as_of + timedelta(days=1)) & (pl.col("ChargeCategory") == "Usage"))
-            .with_columns(*has)
+            per_tag_set(window, has)  # the JSON read once per tag set, not per row
             .with_columns(pl.all_horizontal([f"_has{i}" for i in range(len(p.keys))]).alias("_tagged"))
             .cache()  # the tag lookups once for the three queries (each pushed its own filter down: 1.3 s -> 0.8 s at 10M)
         )
