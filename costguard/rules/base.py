@@ -56,6 +56,8 @@ class RuleContext:
     catalog: Catalog = field(default_factory=bundled)
     budgets: Sequence[NativeBudget] = ()      # the clouds' own budgets, from the providers this run
     owners: OwnersConfig | None = None        # teams, their accounts, tag values and budgets
+    #: results several rules share, computed once per evaluation (see ``resources.all_lake_costs``)
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
 class Params(BaseModel):
@@ -107,6 +109,15 @@ def tag_value(key: str) -> pl.Expr:
     return pl.col(TAGS).str.json_path_match(f"$[{json.dumps(normalise_key(key), ensure_ascii=False)}]")
 
 
+def as_categories(lf: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
+    """``columns`` (strings) as Categorical, for a group-by that picks a value per group
+    (``first``, ``max_by``): polars' group-by holds picked strings per row and group, categories as
+    one integer. Per resource over a 50M-row month: 2.0 GB -> 0.5 GB. Cast back to String after."""
+    import polars as pl
+
+    return lf.with_columns(pl.col(c).cast(pl.Categorical) for c in columns)
+
+
 def per_tag_set(lf: pl.LazyFrame, exprs: Sequence[pl.Expr], column: str = TAGS) -> pl.LazyFrame:
     """``lf`` with ``exprs`` (expressions of the tags column alone, each aliased) added, computed
     once per distinct tag set and joined back. A rollup holds millions of rows but a few thousand
@@ -116,8 +127,10 @@ def per_tag_set(lf: pl.LazyFrame, exprs: Sequence[pl.Expr], column: str = TAGS) 
 
     if not exprs:
         return lf
-    lut = lf.select(pl.col(column)).unique().with_columns(*exprs)
-    return lf.join(lut, on=column, how="left", nulls_equal=True)
+    # the distinct sets first, in memory: a lazy self-join made the streaming engine hold the
+    # rows (team-spend-anomaly at 50M: 1.49 GB -> 0.99 GB peak)
+    lut = lf.select(pl.col(column).unique()).collect(engine="streaming").with_columns(*exprs)
+    return lf.join(lut.lazy(), on=column, how="left", nulls_equal=True)
 
 
 def check_filter(flt: Mapping[str, Any]) -> list[tuple[str, str]]:

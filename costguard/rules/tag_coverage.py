@@ -18,6 +18,7 @@ from costguard.rules.base import (
     RuleContext,
     RuleInstance,
     apply_filter,
+    as_categories,
     day_range,
     fmt_money,
     fmt_pct,
@@ -151,13 +152,14 @@ class TagCoverage:
         assert p.resource_cost_floor is not None
         cost = pl.col(p.metric)
         return (
-            rows.filter(pl.col("ResourceId").is_not_null() & ~pl.col("_tagged"))
+            as_categories(rows.filter(pl.col("ResourceId").is_not_null() & ~pl.col("_tagged")), RESOURCE_DETAILS)
             .group_by([*RESOURCE_IDENTITY, "BillingCurrency"])
             .agg(
                 cost.sum().alias("_untagged"),
-                *(pl.col(c).sort_by(cost, descending=True, nulls_last=True).first().alias(c) for c in RESOURCE_DETAILS),
+                *(pl.col(c).max_by(cost).alias(c) for c in RESOURCE_DETAILS),  # from the costliest day
                 *((~pl.col(f"_has{i}")).any().alias(f"_missing{i}") for i in range(len(p.keys))),
             )
+            .with_columns(pl.col(c).cast(pl.String) for c in RESOURCE_DETAILS)
             .filter(pl.col("_untagged") * 30 > pl.lit(p.resource_cost_floor * p.window_days))
             .sort("_untagged", "ResourceId", "BillingCurrency", descending=[True, False, False])
         )

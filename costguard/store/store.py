@@ -6,7 +6,7 @@ Every public method is one transaction. Database failures surface as ``StoreErro
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -283,7 +283,7 @@ class Store:
             if persist:
                 if plan.inserts:
                     conn.execute(insert(findings), plan.inserts)
-                self._update_findings(conn, plan.updates)
+                self._update_findings(conn, [_changed(existing[r["fingerprint"]], r) for r in plan.updates])
                 if plan.events:
                     conn.execute(insert(finding_events), plan.events)
                 if plan.outbox:
@@ -341,6 +341,17 @@ class Store:
         # sorted here: exact Decimal order (SQLite stores amounts as text)
         rows.sort(key=_severity_then_cost)
         return rows
+
+    #: what the cycle footer adds up (``cycle.footer_lines``): no texts, no evidence to decode
+    MONEY_KEYS = ("fingerprint", "kind", "severity", "provider", "account_id", "resource_id",
+                  "monthly_cost", "monthly_savings", "currency")
+
+    def open_money(self) -> list[dict]:
+        """The open findings' :attr:`MONEY_KEYS` only (the footer of a cycle with 10,000 findings
+        read whole rows, evidence decoded, for 0.6 s)."""
+        q = select(*(findings.c[k] for k in self.MONEY_KEYS)).where(findings.c.status == "open")
+        with self._tx() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
 
     def get_finding(self, fingerprint: str) -> dict | None:
         """By fingerprint or by a unique prefix of at least 6 characters; an ambiguous prefix
@@ -426,3 +437,13 @@ def _severity_then_cost(row: dict[str, Any]) -> tuple[int, Any, str]:
 
 
 __all__ = ["ABANDONED", "FindingLookupError", "ReconcileResult", "Store"]
+
+
+_ABSENT = object()
+
+
+def _changed(old: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
+    """The fingerprint and the columns of ``row`` whose value differs from the stored ``old``: an
+    unchanged finding rewrites two columns, not its evidence (JSON encoded per row)."""
+    return {"fingerprint": row["fingerprint"],
+            **{k: v for k, v in row.items() if k != "fingerprint" and old.get(k, _ABSENT) != v}}
