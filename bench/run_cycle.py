@@ -10,6 +10,9 @@ each measurement (the machine has 2 cores; a concurrent job skews the numbers). 
   THE baseline of the "within 1.5x" target;
 * ``duckdb+lake``: the same plus a copy of every row (with a day column) written as parquet
   partitioned by day, lz4: the like-for-like reference for costguard's ``keep_rows: true`` lake;
+* ``polars-floor``: ``bench/polars_floor.py``: plain polars scanning every row and writing one lz4
+  parquet copy, then the daily rollup with costguard's rollup keys: the "copy + rollup" floor, the
+  baseline of the "default cycle within 1.5x" target;
 * ``costguard``: ``costguard run --once -c <generated config> --as-of <last complete day>`` (a fresh state each time)
   with state and lake in a temp dir, one ``type: focus`` provider over the generated parquet, the
   repo's ``rules/`` pack and the default config (``ingest.keep_rows: true``);
@@ -31,6 +34,7 @@ Prints a table and writes ``bench/results/<tier>.json`` (or ``--results DIR``).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -49,7 +53,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 MODES = {"costguard": True, "costguard-rollup-only": False}  # contender -> ingest.keep_rows
-CONTENDERS = ("duckdb", "duckdb+lake", *MODES)
+CONTENDERS = ("duckdb", "duckdb+lake", "polars-floor", *MODES)
 CENT = Decimal("0.01")
 
 
@@ -150,6 +154,17 @@ def run_duckdb(data: Path, as_of: date, lake: Path | None = None) -> dict:
     extra = ["--lake", str(lake)] if lake else []
     r = measure([PY, str(REPO / "bench" / "duckdb_baseline.py"), "--data", str(data), "--as-of", as_of.isoformat(), *extra])
     res = {"contender": name, "status": "ok" if r["rc"] == 0 else f"failed rc={r['rc']}", **_keep(r)}
+    if r["rc"] == 0:
+        res["result"] = json.loads(r["stdout"])
+    else:
+        res["stderr_tail"] = r["stderr_tail"]
+    return res
+
+
+def run_floor(data: Path, as_of: date) -> dict:
+    """The plain polars "copy + rollup" floor (bench/polars_floor.py) as a child process."""
+    r = measure([PY, str(REPO / "bench" / "polars_floor.py"), "--data", str(data), "--as-of", as_of.isoformat()])
+    res = {"contender": "polars-floor", "status": "ok" if r["rc"] == 0 else f"failed rc={r['rc']}", **_keep(r)}
     if r["rc"] == 0:
         res["result"] = json.loads(r["stdout"])
     else:
@@ -369,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     exp = json.loads((data / "expected.json").read_text())
     rows = json.loads((data / "manifest.json").read_text())["rows"]
     cmd = costguard_cmd()
+    # costguard as pip installs it: its modules' bytecode compiled once (an editable install under
+    # PYTHONDONTWRITEBYTECODE=1 compiles ~100 modules from source in every child, ~0.15 s each run)
+    compileall.compile_dir(str(REPO / "costguard"), quiet=1)
     glob = str(data / "focus" / "data" / "**" / "*.parquet")
     inv = data / "inventory.parquet"
     modes = {n: k for n, k in MODES.items() if n not in a.skip}
@@ -383,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
             if lake.exists():
                 results["contenders"][-1]["lake_mb"] = round(
                     sum(f.stat().st_size for f in lake.rglob("*") if f.is_file()) / 2**20, 1)
+        if "polars-floor" not in a.skip:
+            results["contenders"].append(run_floor(data, as_of))
         for name, keep in modes.items():
             results["contenders"].append(run_costguard(cmd, glob, inv, as_of, tmpd / name, keep_rows=keep, name=name,
                                                        expected=exp))
@@ -412,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{c['contender']:<23}{rows:>12,}{'-':>9}{'-':>12}{'-':>13}{'-':>12}{'-':>12}  {c['status']}")
     ratios = {}
-    for a_name, b_name in (("costguard", "duckdb"), ("costguard-rollup-only", "duckdb"), ("costguard", "duckdb+lake")):
+    for a_name, b_name in (("costguard", "polars-floor"), ("costguard-rollup-only", "duckdb"), ("costguard", "duckdb"),
+                           ("costguard", "duckdb+lake")):
         r = _ratio(by.get(a_name), by.get(b_name))
         if r:
             ratios[f"{a_name} / {b_name}"] = r
@@ -433,8 +454,9 @@ def main(argv: list[str] | None = None) -> int:
     for c in results["contenders"]:
         c.pop("stdout", None)
         if "result" in c:  # keep the JSON small: totals only
-            c["result"] = {k: c["result"].get(k) for k in ("engine", "as_of", "rollup_rows", "lake_rows", "timings",
-                                                           "billed_cost_by_provider", "tag_coverage", "month_to_date")}
+            c["result"] = {k: c["result"].get(k) for k in ("engine", "as_of", "rollup_rows", "lake_rows", "copy_rows",
+                                                           "copy_mb", "timings", "billed_cost_by_provider",
+                                                           "tag_coverage", "month_to_date") if k in c["result"]}
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")
     return 0 if all(c.get("status") == "ok" and c.get("reconciles", True) for c in results["contenders"]) else 1

@@ -4,6 +4,10 @@ The CLI calls the functions here; they build the store, the lake, the providers,
 the HTTP client and the daemon's parts from a loaded config and hand them to the classes that
 use them (``cycle.Cycle``, ``daemon.Daemon``, ``queries``). Nothing else calls a constructor with
 real values.
+
+Modules with heavy imports (the lake and polars, the store and SQLAlchemy/Alembic, the transports'
+HTTP client) are imported by the functions that build them, so ``validate`` and ``--help`` start
+without them.
 """
 
 from __future__ import annotations
@@ -13,17 +17,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from costguard.build import BuildContext
 from costguard.catalog import Catalog, load_catalog
 from costguard.config import LoadedConfig
 from costguard.errors import ConfigError, ConfigIssue, StoreError
-from costguard.focus import discover
-from costguard.lake import Lake
 from costguard.owners import OwnerResolver, load_owners
 from costguard.rules import load_rules
-from costguard.store import Store
+
+if TYPE_CHECKING:
+    from costguard.lake import Lake
+    from costguard.store import Store
 
 HTTP_TIMEOUT_SECONDS = 30.0
 
@@ -34,6 +39,7 @@ def utcnow() -> datetime:
 
 def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
     """Everything ``validate`` checks without touching data: rules, owners, schedule. (issues, warnings)"""
+    from costguard.discovery import discover
     from costguard.scheduler import validate_schedule
 
     issues: list[ConfigIssue] = []
@@ -74,7 +80,8 @@ def check_config(loaded: LoadedConfig) -> tuple[list[ConfigIssue], list[str]]:
             k = "timezone" if "timezone" in msg.lower() else key
             issues.append(ConfigIssue(str(loaded.path), loaded.line("schedule", k), f"schedule.{k}", msg))
     try:
-        load_catalog([loaded.resolve(c) for c in cfg.catalog])
+        if cfg.catalog:  # the bundled catalogue is tested; reading it costs a validate 0.1 s
+            load_catalog([loaded.resolve(c) for c in cfg.catalog])
     except ConfigError as e:
         issues.extend(e.issues)
     if "://" in cfg.state.lake:
@@ -194,6 +201,8 @@ def build_cycle(
 ) -> "Any":
     """A ready :class:`costguard.cycle.Cycle` with every collaborator built from the config."""
     from costguard.cycle import Cycle
+    from costguard.lake import Lake
+    from costguard.store import Store
 
     cfg = loaded.config
     issues, _ = check_config(loaded)
@@ -233,6 +242,7 @@ def price_catalog(loaded: LoadedConfig | None) -> Catalog:
 
 def read_store(loaded: LoadedConfig) -> Store | None:
     """The state store if it exists (None when no cycle has run yet: nothing is created)."""
+    from costguard.store import Store
     from costguard.store.engine import sqlite_file
 
     from sqlalchemy import make_url
@@ -245,6 +255,8 @@ def read_store(loaded: LoadedConfig) -> Store | None:
 
 
 def read_lake(loaded: LoadedConfig) -> Lake:
+    from costguard.lake import Lake
+
     return Lake(loaded.resolve(loaded.config.state.lake), keep_rows=loaded.config.ingest.keep_rows)
 
 
@@ -366,6 +378,7 @@ def build_daemon(loaded: LoadedConfig, *, stop: threading.Event | None = None, c
     from costguard.daemon import CycleWorker, Daemon, ServeLock
     from costguard.metrics import Metrics
     from costguard.scheduler import CycleScheduler
+    from costguard.store import Store
     from costguard.server import HealthState, HttpServer
 
     issues, _ = check_config(loaded)  # fail fast: a worker would fail the same way every time
@@ -533,6 +546,7 @@ def send_digests(loaded: LoadedConfig, bundles: Sequence[Any], *, clock: Callabl
 
     from costguard.digest import deliver
     from costguard.notify.retry import Retrier, RetryPolicy
+    from costguard.store import Store
     from costguard.store.delivery import DeliveryStore
 
     cfg = loaded.config

@@ -271,7 +271,7 @@ class Cycle:
         if not persist:
             w(f"{len(findings)} finding(s) this cycle (the findings store was not changed)\n")
         else:
-            for line in footer_lines(self.store.list_findings(status="open")):
+            for line in footer_lines(self.store.open_money()):
                 w(line + "\n")
         for name, err in outcome.receiver_errors.items():
             w(f"receiver {name} FAILED: {err}\n")

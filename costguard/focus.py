@@ -8,13 +8,12 @@ on polars' streaming engine; the only Python work is done once per distinct JSON
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import os
 import json
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -26,6 +25,7 @@ from typing import Any
 import polars as pl
 
 from costguard import focus_versions
+from costguard.discovery import Discovered, _s3_client, discover, discover_files  # noqa: F401  (part of this module's API)
 from costguard.errors import DataError, first_line
 
 SPEC_VERSIONS = ("1.0", "1.1", "1.2")
@@ -123,141 +123,6 @@ def row_schema() -> dict[str, pl.DataType]:
 def lake_schema() -> dict[str, pl.DataType]:
     """Canonical lake columns in order: FOCUS 1.2 columns, then ``x_ChargeDate``, ``x_Tags``, ``x_Conformance``."""
     return dict(_lake_schema())
-
-
-# --------------------------------------------------------------------------------------- discover
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out, i = out + "(?:.*/)?", i + 3
-        elif pattern.startswith("**", i):
-            out, i = out + ".*", i + 2
-        elif pattern[i] == "*":
-            out, i = out + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            out, i = out + "[^/]", i + 1
-        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
-            j = pattern.index("]", i + 1)
-            out, i = out + fnmatch.translate(pattern[i : j + 1])[4:-3], j + 1
-        else:
-            out, i = out + re.escape(pattern[i]), i + 1
-    return re.compile(out + r"\Z")
-
-
-def _s3_client(storage_options: dict | None) -> Any:
-    try:
-        import boto3
-    except ImportError:
-        raise DataError("reading s3:// paths needs boto3: pip install 'costguard[aws]'") from None
-    so = {k.lower(): v for k, v in (storage_options or {}).items()}
-    kw = {
-        "aws_access_key_id": so.get("aws_access_key_id"),
-        "aws_secret_access_key": so.get("aws_secret_access_key"),
-        "aws_session_token": so.get("aws_session_token") or so.get("aws_token"),
-        "region_name": so.get("aws_region") or so.get("region") or so.get("aws_default_region"),
-        "endpoint_url": so.get("aws_endpoint_url") or so.get("endpoint_url") or so.get("aws_endpoint"),
-    }
-    return boto3.client("s3", **{k: v for k, v in kw.items() if v})
-
-
-def _discover_s3(pattern: str, storage_options: dict | None) -> list[str]:
-    bucket, _, key_pattern = pattern[len("s3://") :].partition("/")
-    prefix = re.split(r"[*?\[]", key_pattern, maxsplit=1)[0]
-    rx = _glob_regex(key_pattern)
-    client = _s3_client(storage_options)
-    found = []
-    try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            found += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", []) if rx.match(o["Key"]) and not o["Key"].endswith("/")]
-    except Exception as e:  # botocore errors carry a readable message
-        raise DataError(f"{pattern}: cannot list objects: {e}") from None
-    return found
-
-
-def _glob_local(pattern: str, folder_aliases: dict[str, list[str]] | None = None) -> list[str]:
-    """Files matching a local glob (``**`` = any depth). Unlike ``glob.glob`` a folder that
-    cannot be read is an error, not silently skipped; symlinked folders are followed once (a
-    second path to a folder already walked is recorded in ``folder_aliases``)."""
-    parts = Path(pattern).parts
-    fixed = next((i for i, p in enumerate(parts) if re.search(r"[*?\[]", p)), len(parts))
-    root = Path(*parts[:fixed]) if fixed else Path(".")
-    if fixed == len(parts):  # no wildcard: one file
-        return [str(root)] if root.is_file() else []
-    if not root.is_dir():
-        return []
-    rest = parts[fixed:]
-    rx = _glob_regex("/".join(rest))
-    max_depth = None if any("**" in p for p in rest) else len(rest) - 1  # folders below root to enter
-    found: list[str] = []
-    visited: dict[str, str] = {}
-
-    def fail(e: OSError) -> None:
-        raise DataError(f"{e.filename}: cannot read this folder ({e.strerror}); fix its permissions or narrow the pattern {pattern}")
-
-    for d, dirs, files in os.walk(root, onerror=fail, followlinks=True):
-        real = os.path.realpath(d)
-        if real in visited:  # a symlink loop, or a second link to a folder already walked
-            if folder_aliases is not None:
-                folder_aliases.setdefault(visited[real] + "/", []).append(d + "/")
-            dirs[:] = []
-            continue
-        visited[real] = d
-        rel_dir = os.path.relpath(d, root)
-        depth = 0 if rel_dir == "." else rel_dir.count(os.sep) + 1
-        dirs[:] = [] if max_depth is not None and depth >= max_depth else sorted(x for x in dirs if not x.startswith("."))
-        for f in sorted(files):
-            if f.startswith("."):
-                continue
-            rel = f if rel_dir == "." else f"{rel_dir}/{f}".replace(os.sep, "/")
-            if rx.match(rel):
-                found.append(os.path.join(d, f))
-    return found
-
-
-@dataclass(frozen=True, slots=True)
-class Discovered:
-    """The export files of a provider: each real file once, with the other paths that reach it."""
-
-    files: list[str]
-    aliases: dict[str, list[str]] = field(default_factory=dict)  # file -> other matched paths to the same data
-
-
-def discover_files(patterns: Sequence[str], base_dir: Path, storage_options: dict | None = None) -> Discovered:
-    """Expand local (relative to ``base_dir``, ``**`` supported) and s3:// globs. A file reached
-    twice (overlapping patterns, a symlinked folder such as ``exports/latest -> 2026-12``) is read
-    once; its other paths are listed in ``aliases``. A pattern matching nothing, or a folder or
-    file that cannot be read, raises DataError naming it."""
-    by_real: dict[str, str] = {}
-    aliases: dict[str, list[str]] = {}
-    for pattern in patterns:
-        if pattern.startswith("s3://"):
-            found = _discover_s3(pattern, storage_options)
-        elif "://" in pattern:
-            raise DataError(f"{pattern}: only local paths and s3:// are supported for export files")
-        else:
-            found = _glob_local(str(Path(base_dir) / Path(pattern).expanduser()), aliases)
-        if not found:
-            raise DataError(f"{pattern}: no files match this pattern (looked in {base_dir})")
-        for f in found:
-            if "://" not in f:
-                if not os.access(f, os.R_OK):
-                    raise DataError(f"{f}: cannot read this file (permission denied); fix its permissions")
-                real = os.path.realpath(f)
-            else:
-                real = f
-            first = by_real.setdefault(real, f)
-            if first != f and f not in aliases.setdefault(first, []):
-                aliases[first].append(f)
-    files = sorted(by_real.values())
-    return Discovered(files, {k: sorted(v) for k, v in aliases.items() if v})
-
-
-def discover(patterns: Sequence[str], base_dir: Path, storage_options: dict | None = None) -> list[str]:
-    """The files of :func:`discover_files`, sorted, each real file once."""
-    return discover_files(patterns, base_dir, storage_options).files
 
 
 # ------------------------------------------------------------------------------------------- scan
@@ -474,27 +339,34 @@ def normalize_tags(raw: str) -> str | None:
     return _json_info(raw)[1]
 
 
-def _json_mapping(raw: pl.LazyFrame, expr: pl.Expr) -> tuple[list[str], list[str | None], list[str | None]]:
-    """Distinct raw JSON texts of one file → (valid text, normalised tags), computed once.
-
-    Exports have 10^7 rows but a few thousand distinct tag sets: the Python JSON work runs per
-    distinct value here, and rows are then mapped with a vectorised ``replace_strict``.
-    """
-    try:
-        uniq = raw.select(expr.alias("v")).unique().collect(engine="streaming")["v"].drop_nulls().to_list()
-    except Exception:  # unreadable input surfaces, with the file name, when the rows are read
-        uniq = []
-    info = [_json_info(v) for v in uniq]
-    return uniq, [i[0] for i in info], [i[1] for i in info]
+_JSON_FIELDS = pl.Struct({"valid": pl.String, "norm": pl.String})
 
 
-def _json_frame(keys: list[str], valid: list[str | None], norm: list[str | None], prefix: str) -> pl.LazyFrame:
-    """The per-file JSON mapping as a small frame, joined to the rows (a join streams; a
-    ``replace_strict`` with thousands of keys made the streaming engine hold the whole file)."""
-    return pl.LazyFrame(
-        {f"{prefix}_key": keys, f"{prefix}_valid": valid, f"{prefix}_norm": norm},
-        schema={f"{prefix}_key": pl.String, f"{prefix}_valid": pl.String, f"{prefix}_norm": pl.String},
-    )
+def _json_batch(s: pl.Series) -> pl.Series:
+    """One batch of raw JSON texts → a struct of (``valid``: the text when it is a JSON object, else
+    null; ``norm``: the normalised tags). Exports have 10^7 rows but a few thousand distinct tag
+    sets, so the Python JSON work runs once per distinct text (cached across batches and files) and
+    rows are mapped with a vectorised ``replace_strict`` of the batch's own distinct texts; ``valid``
+    is the batch itself unless a text is invalid or rewritten (a key/value list).
+
+    Applied with ``map_batches`` inside the row query, it needs no pass of its own over the file
+    and streams (a join on a per-file mapping copied every other column of the rows; a
+    ``replace_strict`` with thousands of literal keys in the plan made the streaming engine hold
+    the whole file)."""
+    uniq = s.drop_nulls().unique()
+    if not len(uniq):
+        nulls = pl.repeat(None, len(s), dtype=pl.String, eager=True)
+        return pl.DataFrame({"valid": nulls, "norm": nulls}).to_struct(s.name)
+    texts = uniq.to_list()
+    info = [_json_info(v) for v in texts]
+    norm = s.replace_strict(uniq, pl.Series([i[1] for i in info], dtype=pl.String), default=None, return_dtype=pl.String)
+    changed = [j for j, (text, i) in enumerate(zip(texts, info)) if i[0] != text]
+    if changed:
+        valid = s.replace_strict(uniq, pl.Series([i[0] for i in info], dtype=pl.String), default=None,
+                                 return_dtype=pl.String)
+    else:
+        valid = s.cast(pl.String)
+    return pl.DataFrame({"valid": valid, "norm": norm}).to_struct(s.name)
 
 
 def _as_json_text(c: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
@@ -533,7 +405,7 @@ def _cleaned_dtype(dtype: pl.DataType, spec: ColumnSpec) -> pl.DataType:
     return dtype
 
 
-def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec, json_map: dict[str, tuple[list[str], list[str | None], list[str | None]]] | None = None,
+def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec, json_cols: Collection[str] = (),
            timestamp_formats: Sequence[str] = ()) -> pl.Expr:
     """Parse the cleaned raw column ``name`` into the lake type; unparseable -> null."""
     c = pl.col(name)
@@ -545,8 +417,8 @@ def _parse(name: str, dtype: pl.DataType, spec: ColumnSpec, json_map: dict[str, 
     if spec.data_type == "JSON":
         if dtype == pl.Boolean:  # marker from _clean_raw: the source type can never be JSON
             return pl.lit(None, pl.String)
-        if json_map and name in json_map:
-            return pl.col(f"{name}_valid")
+        if name in json_cols:
+            return pl.col(f"{name}_json").struct.field("valid")
         return pl.lit(None, pl.String)
     if spec.data_type == "Decimal":
         if stringy:
@@ -654,19 +526,18 @@ def normalize(raw: pl.LazyFrame, *, file: str, timestamp_formats: Sequence[str] 
     stage_a = [_clean_raw(n, dt, specs[n]).alias(raw_name[n]) for n, dt in present.items()]
     if LINE in schema:
         stage_a.append(pl.col(LINE).cast(pl.Int64))
-    json_map = {
-        raw_name[n]: _json_mapping(raw, _clean_raw(n, dt, specs[n]))
-        for n, dt in present.items()
-        if specs[n].data_type == "JSON" and _as_json_text(pl.col(n), dt) is not None
-    }
+    json_cols = {raw_name[n] for n, dt in present.items()
+                 if specs[n].data_type == "JSON" and _as_json_text(pl.col(n), dt) is not None}
     cleaned = raw.select(stage_a)
-    for rn, (keys, valid, norm) in json_map.items():
-        cleaned = cleaned.join(_json_frame(keys, valid, norm, rn), left_on=rn, right_on=f"{rn}_key", how="left", maintain_order="left")
+    if json_cols:
+        cleaned = cleaned.with_columns(
+            pl.col(rn).map_batches(_json_batch, return_dtype=_JSON_FIELDS, is_elementwise=True).alias(f"{rn}_json")
+            for rn in sorted(json_cols))
     stage_b = []
     for n, dt in present.items():
-        stage_b.append(_parse(raw_name[n], _cleaned_dtype(dt, specs[n]), specs[n], json_map, timestamp_formats).alias(n))
-    if "Tags" in present and raw_name["Tags"] in json_map:
-        x_tags = pl.col(f"{raw_name['Tags']}_norm")
+        stage_b.append(_parse(raw_name[n], _cleaned_dtype(dt, specs[n]), specs[n], json_cols, timestamp_formats).alias(n))
+    if "Tags" in present and raw_name["Tags"] in json_cols:
+        x_tags = pl.col(f"{raw_name['Tags']}_json").struct.field("norm")
     else:
         x_tags = pl.lit(None, pl.String)
     stage_b.append(x_tags.alias("x_Tags"))
@@ -708,13 +579,16 @@ def _reject_exprs(present: dict[str, pl.DataType], raw_name: dict[str, str]) -> 
     """(reason, offending raw value) of the first problem that makes a row unstorable, else null.
 
     A row without a readable ChargePeriodStart has no day to be stored under; a row whose amount
-    cannot be read would put a wrong number in every total. Both are rejected, never guessed."""
+    cannot be read would put a wrong number in every total. Both are rejected, never guessed.
+    A typed column that always converts (a parquet timestamp, a Decimal(38, 10)) is not tested
+    for being unreadable: every branch of the expression is computed for every row."""
     cases: list[tuple[pl.Expr, str, pl.Expr]] = []
     r = pl.col(raw_name["ChargePeriodStart"])
     cases.append((r.is_null(), "ChargePeriodStart is null", pl.lit(None, pl.String)))
-    cases.append((pl.col("ChargePeriodStart").is_null(), "ChargePeriodStart is not a date/time (ISO 8601 expected)", r.cast(pl.String)))
+    if not _always_converts(present["ChargePeriodStart"], "Date/Time"):
+        cases.append((pl.col("ChargePeriodStart").is_null(), "ChargePeriodStart is not a date/time (ISO 8601 expected)", r.cast(pl.String)))
     for m in REJECTABLE_COSTS:
-        if m in present:
+        if m in present and not _always_converts(present[m], "Decimal"):
             rm = pl.col(raw_name[m])
             cases.append((rm.is_not_null() & pl.col(m).is_null(), f"{m} is not a decimal number", rm.cast(pl.String)))
     reason: Any = None
@@ -722,6 +596,8 @@ def _reject_exprs(present: dict[str, pl.DataType], raw_name: dict[str, str]) -> 
     for cond, why, val in cases:
         reason = (pl.when(cond) if reason is None else reason.when(cond)).then(pl.lit(why))
         value = (pl.when(cond) if value is None else value.when(cond)).then(val)
+    if len(cases) == 1:  # typed columns: only a missing ChargePeriodStart, which has no value to show
+        return reason.otherwise(pl.lit(None, pl.String)), pl.lit(None, pl.String)
     return reason.otherwise(pl.lit(None, pl.String)), value.otherwise(pl.lit(None, pl.String))
 
 
@@ -731,7 +607,7 @@ def file_days(raw: pl.LazyFrame, *, file: str, timestamp_formats: Sequence[str] 
     raw, schema = _prepare(raw, file)
     spec = _columns(LAKE_VERSION)["ChargePeriodStart"]
     dt = schema["ChargePeriodStart"]
-    parsed = _parse("__raw", _cleaned_dtype(dt, spec), spec, None, timestamp_formats)
+    parsed = _parse("__raw", _cleaned_dtype(dt, spec), spec, (), timestamp_formats)
     return (
         raw.select(_clean_raw("ChargePeriodStart", dt, spec).alias("__raw"))
         .select(parsed.dt.date().alias("x_ChargeDate"))
@@ -809,6 +685,15 @@ def _lossless(dtype: pl.DataType, spec: ColumnSpec) -> bool:
     if spec.data_type == "Decimal":
         return isinstance(dtype, pl.Decimal) or dtype.is_integer()
     if spec.data_type == "Date/Time":
+        return isinstance(dtype, pl.Datetime) or dtype == pl.Date
+    return False
+
+
+def _always_converts(dtype: pl.DataType, data_type: str) -> bool:
+    """True when every non-null value of ``dtype`` converts to the lake type exactly."""
+    if data_type == "Decimal":
+        return dtype == DECIMAL or dtype.is_integer()
+    if data_type == "Date/Time":
         return isinstance(dtype, pl.Datetime) or dtype == pl.Date
     return False
 
@@ -920,9 +805,19 @@ def sample_aggs(group_keys: Sequence[str]) -> list[pl.Expr]:
     return [pl.col(n).first() for n, sp in _lake_specs().items() if sp.allowed_values and n not in group_keys]
 
 
-def groups_from_partial(partial: pl.DataFrame, count: str) -> pl.DataFrame:
+def flagged_groups(rows: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
+    """The rows that fail a check, grouped by ``keys`` and ``x_Conformance``, with their count
+    (``x_RowCount``) and a sample value of every checked column: what :func:`groups_from_partial`
+    needs, at the cost of one null test for a clean row (nearly all of them)."""
+    gk = [*keys, "x_Conformance"]
+    return (rows.filter(pl.col("x_Conformance").is_not_null())
+            .group_by(gk).agg(pl.len().cast(pl.Int64).alias("x_RowCount"), *sample_aggs(gk)))
+
+
+def groups_from_partial(partial: pl.DataFrame, count: str, *, clean_rows: int | None = None) -> pl.DataFrame:
     """An aggregation grouped by (keys…, ``x_Conformance``) → rows per mask (``__n``) plus up to
-    two sample rows per mask, as columns ``<col>\x1f0`` / ``<col>\x1f1``."""
+    two sample rows per mask, as columns ``<col>\x1f0`` / ``<col>\x1f1``. ``clean_rows``: the
+    aggregation holds flagged rows only (:func:`flagged_groups`) and this many rows were clean."""
     lake = _lake_schema()
     cols = [c for c in partial.columns if c not in ("x_Conformance", count) and c in lake]
     schema: dict[str, pl.DataType] = {"x_Conformance": pl.UInt64, "__n": pl.Int64}
@@ -937,6 +832,8 @@ def groups_from_partial(partial: pl.DataFrame, count: str) -> pl.DataFrame:
             for c in cols:
                 row[f"{c}\x1f{i}"] = grp[c][j] if mask is not None else None
         out.append(row)
+    if clean_rows:
+        out.append({"x_Conformance": None, "__n": clean_rows})
     return pl.DataFrame(out, schema=schema, orient="row") if out else pl.DataFrame(schema=schema)
 
 

@@ -6,10 +6,9 @@ import polars as pl
 
 from costguard import focus
 from costguard.errors import DataError
+from costguard.model import RESOURCE_CLASSES  # noqa: F401  (part of the contract, kept importable from here)
 
 #: The inventory contract every provider fills (and the bring-your-own inventory file format).
-RESOURCE_CLASSES = ("instance", "volume", "address", "snapshot", "load_balancer", "nat_gateway",
-                    "database", "log_group", "bucket")
 INVENTORY_SCHEMA: dict[str, pl.DataType] = {
     "provider": pl.String(),          # FOCUS ProviderName (AWS, Microsoft, Google Cloud, …)
     "account_id": pl.String(),        # FOCUS SubAccountId (account / subscription / project)

@@ -1,13 +1,16 @@
-"""The cost lake: FOCUS rows as parquet, one partition per source / day / billing account.
+"""The cost lake: FOCUS rows as parquet, one partition per source / day.
 
 Layout under the lake root::
 
     FORMAT                                                                   lake format version
-    costs/source=<S>/day=<YYYY-MM-DD>/billing_account=<B>/*.parquet          normalised FOCUS rows
+    costs/source=<S>/day=<YYYY-MM-DD>/*.parquet                              normalised FOCUS rows
     rollup/source=<S>/day=<YYYY-MM-DD>/00000000.parquet                      daily rollup (what rules read)
     inventory/source=<S>/snapshot.parquet                                    latest resource snapshot
     rejected/source=<S>/<run id>/*.parquet                                   rows that could not be stored, with why
     .staging/<id>/ , .trash/<id>/                                            in-flight writes
+
+Readers take every parquet file under a day's folder, at any depth (days written before the rows
+were stored one file per day and part sit in ``billing_account=<B>/`` subfolders; they read the same).
 
 A source's new data is staged first (``begin`` → :class:`costguard.staging.Batch`), checked,
 then swapped in as a whole: see ``staging.py`` for how a crash is recovered. Readers take no
@@ -33,7 +36,7 @@ from costguard.ingest_ledger import IngestLedger
 from costguard.logs import get_logger
 from costguard.model import Window
 from costguard.providers.base import Horizon, Part
-from costguard.rollup import ROLLUP_KEYS, rollup_schema
+from costguard.rollup import rollup_schema
 
 log = get_logger("costguard.lake")
 

@@ -19,10 +19,12 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import structlog
-from structlog.typing import EventDict, Processor, WrappedLogger
+if TYPE_CHECKING:  # structlog itself is imported on first use: the redaction helpers below
+    # are used by config models that ``costguard validate`` loads without logging anything
+    from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
     "REDACTED",
@@ -154,16 +156,22 @@ class _Stderr:
 _STDERR = _Stderr()
 
 
-class _NamedWriteLogger(structlog.WriteLogger):
-    """A ``WriteLogger`` on stderr that remembers the name given to ``get_logger``."""
+@cache
+def _named_write_logger() -> type:
+    import structlog
 
-    def __init__(self, name: str | None = None) -> None:
-        super().__init__(_STDERR)  # type: ignore[arg-type]
-        self.name = name
+    class _NamedWriteLogger(structlog.WriteLogger):
+        """A ``WriteLogger`` on stderr that remembers the name given to ``get_logger``."""
+
+        def __init__(self, name: str | None = None) -> None:
+            super().__init__(_STDERR)  # type: ignore[arg-type]
+            self.name = name
+
+    return _NamedWriteLogger
 
 
-def _logger_factory(*args: Any) -> _NamedWriteLogger:
-    return _NamedWriteLogger(str(args[0]) if args and args[0] else None)
+def _logger_factory(*args: Any) -> Any:
+    return _named_write_logger()(str(args[0]) if args and args[0] else None)
 
 
 def _add_logger_name(logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
@@ -181,6 +189,8 @@ def _level(level: str) -> int:
 
 
 def _shared_processors() -> list[Processor]:
+    import structlog
+
     return [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -190,12 +200,16 @@ def _shared_processors() -> list[Processor]:
 
 
 def _renderer(json: bool) -> Processor:
+    import structlog
+
     if json:
         return structlog.processors.JSONRenderer(sort_keys=False, default=str)
     return structlog.dev.ConsoleRenderer(colors=_STDERR.isatty())
 
 
 def _configure_structlog(*, json: bool, level: int) -> None:
+    import structlog
+
     structlog.configure(
         processors=[
             *_shared_processors(),
@@ -217,6 +231,8 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
     ``json=None`` picks JSON lines unless stderr is a terminal. Stdlib loggers (alembic,
     apscheduler, httpx, ...) go through the same processors at WARNING and above.
     """
+    import structlog
+
     lvl = _level(level)
     use_json = (not _STDERR.isatty()) if json is None else json
     _configure_structlog(json=use_json, level=lvl)
@@ -248,9 +264,28 @@ def configure_logging(*, json: bool | None = None, level: str = "info") -> None:
 def get_logger(name: str | None = None) -> Any:
     """A structlog logger; ``name`` is bound as ``logger``.
 
-    If nothing configured structlog yet, a minimal stderr setup is installed first so that
-    nothing ever lands on stdout (stdlib logging is left alone until ``configure_logging``).
+    Modules call this at import time, so it returns a stand-in that imports structlog when it
+    first logs (``validate`` and ``--help`` never do). If nothing configured structlog by then, a
+    minimal stderr setup is installed first so that nothing ever lands on stdout (stdlib logging
+    is left alone until ``configure_logging``).
     """
-    if not structlog.is_configured():
-        _configure_structlog(json=not _STDERR.isatty(), level=logging.INFO)
-    return structlog.get_logger(name) if name else structlog.get_logger()
+    return _LazyLogger(name)
+
+
+class _LazyLogger:
+    """``structlog.get_logger(name)``, looked up on first use."""
+
+    __slots__ = ("_name", "_logger")
+
+    def __init__(self, name: str | None) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._logger is None:
+            import structlog
+
+            if not structlog.is_configured():
+                _configure_structlog(json=not _STDERR.isatty(), level=logging.INFO)
+            self._logger = structlog.get_logger(self._name) if self._name else structlog.get_logger()
+        return getattr(self._logger, attr)

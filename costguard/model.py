@@ -18,6 +18,9 @@ COST_METRICS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
 KINDS = ("tag", "budget", "rightsizing", "idle", "anomaly", "commitment", "data")
 SEVERITIES = ("info", "warning", "critical")
 SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+#: Classes of the inventory contract (``costguard.inventory.INVENTORY_SCHEMA``'s ``resource_class``).
+RESOURCE_CLASSES = ("instance", "volume", "address", "snapshot", "load_balancer", "nat_gateway",
+                    "database", "log_group", "bucket")
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -18,14 +18,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costguard import yamlsrc
 from costguard.errors import ConfigError
 from costguard.model import Finding
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class TeamBudget(BaseModel):
@@ -128,6 +130,8 @@ def owner_expr(cfg: OwnersConfig) -> pl.Expr:
     """The owning team of each cost-rollup row, in the resolver's order: the first ``tag_keys``
     tag whose value names a team (any value, when no teams are configured), then the account
     (``SubAccountId``, then ``BillingAccountId``), then ``default``. Null when nothing claims it."""
+    import polars as pl
+
     by_value: dict[str, str] = {}
     for team, t in cfg.teams.items():
         by_value[team.strip().lower()] = team

@@ -18,6 +18,7 @@ from costguard.errors import ConfigError
 from costguard.lake import Lake
 from costguard.model import COST_METRICS
 from costguard.rollup import ROLLUP_KEYS
+from costguard.rules.base import per_tag_set
 
 TIME_BUCKETS = {"day": None, "week": "1w", "month": "1mo"}  # weeks start on Monday (ISO)
 CURRENCY = "BillingCurrency"
@@ -45,6 +46,7 @@ def query_costs(lake: Lake, by: Sequence[str], *, start: date | None, end: date 
     exprs: list[pl.Expr] = []
     use_rollup = True
     time_cols: list[str] = []
+    tag_exprs: list[pl.Expr] = []  # tag:KEY columns, read once per distinct tag set
     for col in by:
         if col in seen:
             raise _usage(f"{col!r} is named twice")
@@ -53,7 +55,8 @@ def query_costs(lake: Lake, by: Sequence[str], *, start: date | None, end: date 
             key = col[4:].strip().lower()
             if not key:
                 raise _usage("tag: needs a key, e.g. tag:team")
-            exprs.append(pl.col("x_Tags").str.json_path_match(f'$["{key}"]').alias(col))
+            tag_exprs.append(pl.col("x_Tags").str.json_path_match(f'$["{key}"]').alias(col))
+            exprs.append(pl.col(col))
         elif col in ("source", "x_Source"):
             exprs.append(pl.col("x_Source").alias(col))
         elif col in TIME_BUCKETS:
@@ -82,7 +85,7 @@ def query_costs(lake: Lake, by: Sequence[str], *, start: date | None, end: date 
     if end:
         lf = lf.filter(pl.col("x_ChargeDate") < end)
     names = [*by, *([CURRENCY] if CURRENCY not in seen else [])]
-    out = lf.group_by(exprs).agg(pl.col(metric).sum().alias(metric))
+    out = per_tag_set(lf, tag_exprs).group_by(exprs).agg(pl.col(metric).sum().alias(metric))
     if time_cols:
         out = out.sort([*time_cols, metric, *names], descending=[False] * len(time_cols) + [True] + [False] * len(names),
                        nulls_last=True)

@@ -1,5 +1,6 @@
 """The daily rollup: what rules, reports and the digest read. One definition, used by the lake
 writer here and by anything that computes the same rollup elsewhere (e.g. pushed to Athena).
+Polars is imported by the functions that use it: the keys are read by config and rule models.
 
 A rollup row is one (day × source × every key below) with the sums of the cost metrics and
 quantities, and ``x_RowCount`` (how many source rows it sums).
@@ -8,11 +9,12 @@ quantities, and ``x_RowCount`` (how many source rows it sums).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import polars as pl
-
-from costguard import focus
 from costguard.model import COST_METRICS
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: Lake format: bump when the rollup keys/columns or the row layout change (see Lake.upgrade).
 FORMAT_VERSION = 2
@@ -51,6 +53,10 @@ ROLLUP_COLUMNS = ("x_Source", *ROLLUP_KEYS, *SUMMED, "x_RowCount")
 
 
 def rollup_schema() -> dict[str, pl.DataType]:
+    import polars as pl
+
+    from costguard import focus
+
     lake = focus.lake_schema()
     out: dict[str, pl.DataType] = {"x_Source": pl.String()}
     for k in ROLLUP_KEYS:
@@ -64,6 +70,8 @@ def rollup_schema() -> dict[str, pl.DataType]:
 def sums(count: pl.Expr) -> list[pl.Expr]:
     """The aggregations of a rollup row. A nullable column (ContractedCost, the quantities) stays
     null only when every summed row is null, so "unknown" is not turned into zero."""
+    import polars as pl
+
     out = []
     for m in SUMMED:
         if m in ("BilledCost", "EffectiveCost", "ListCost"):
@@ -73,21 +81,23 @@ def sums(count: pl.Expr) -> list[pl.Expr]:
     return [*out, count.alias("x_RowCount")]
 
 
-def rollup(rows: pl.LazyFrame, source: str, *, by_mask: bool = False) -> pl.LazyFrame:
-    """Rows → daily rollup; ``by_mask`` also splits by ``x_Conformance`` (with sample values of
-    the checked columns), so one pass yields both the rollup and the conformance counts."""
-    keys: list[str] = [*ROLLUP_KEYS, "x_Conformance"] if by_mask else list(ROLLUP_KEYS)
-    samples = focus.sample_aggs(keys) if by_mask else []
+def rollup(rows: pl.LazyFrame, source: str) -> pl.LazyFrame:
+    """Rows → daily rollup."""
+    import polars as pl
+
     return (
-        rows.group_by(keys)
-        .agg(*sums(pl.len().cast(pl.Int64)), *samples)
+        rows.group_by(list(ROLLUP_KEYS))
+        .agg(*sums(pl.len().cast(pl.Int64)))
         .with_columns(pl.lit(source).alias("x_Source"))
+        .select(list(ROLLUP_COLUMNS))
         .cast(rollup_schema())  # type: ignore[arg-type]
     )
 
 
 def combine(partials: pl.LazyFrame) -> pl.DataFrame:
-    """Partial rollups (several parts, or with the mask split) → one rollup."""
+    """Partial rollups (of several parts holding the same days) → one rollup."""
+    import polars as pl
+
     return (
         partials.group_by(["x_Source", *ROLLUP_KEYS])
         .agg(*sums(pl.col("x_RowCount").sum()))

@@ -20,8 +20,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from costguard.errors import ConfigError
@@ -244,6 +242,10 @@ class CycleScheduler:
         last_success: Callable[[], datetime | None],
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        # here, not at the top: ``validate`` needs only the triggers
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         if (digest is None) != (digest_cron is None):
             raise ValueError("digest and digest_cron go together")
         self._cycle = cycle

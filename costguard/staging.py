@@ -15,7 +15,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from decimal import Decimal
@@ -38,7 +38,13 @@ COMMITTED = "COMMITTED"
 SIGNATURE = "_source_signature"
 PARALLEL_PARTS = 2
 KEEP_REJECTED_RUNS = 10
-_B, _R, _V = "__bucket", "__reason", "__value"
+_WHY = "__why"  # UInt8: why a row is in its bucket (one of the codes below)
+# codes of _WHY: stored; rejected (the provider's reason, or a day outside the accepted range);
+# skipped (after the as-of day, or a stored day whose source is unchanged)
+_STORE, _BAD, _OUT_OF_RANGE, _LATER, _UNCHANGED = range(5)
+_BUCKET = {_STORE: STORED, _BAD: REJECTED, _OUT_OF_RANGE: REJECTED, _LATER: SKIPPED, _UNCHANGED: SKIPPED}
+_SKIP_REASON = {_LATER: "after the as-of day (a later run ingests it)",
+                _UNCHANGED: "day already stored and the source has not changed"}
 
 
 def day_dir(d: date) -> str:
@@ -78,6 +84,8 @@ class Batch:
         self.report: focus.ConformanceReport | None = None
         self.days: dict[date, tuple[int, list[str]]] = {}  # staged day -> (rows, billing accounts)
         self._conf: list[pl.DataFrame] = []
+        self._planned = set(self.planned)
+        self._partial_days: dict[int, set[date]] = {}  # part -> days its partial rollup holds
         self._n = 0
         self._lock = threading.Lock()  # parts of a rollup-only lake are counted from two threads
         self._finished = False
@@ -111,79 +119,132 @@ class Batch:
             return self._n - 1
 
     def add(self, part: Part, i: int | None = None) -> None:
-        """Classify, stage and count one part (thread-safe for distinct ``i``)."""
+        """Classify, stage and count one part (thread-safe for distinct ``i``).
+
+        One streaming query reads and normalises the part once and feeds every output: its
+        rollup, its flagged rows grouped by conformance mask (for the report's counts and
+        samples), the ledger's counts and, in a rows-keeping lake, the rows themselves (one file
+        per day). Rejected rows are rare: a second pass over the part writes them, only when the
+        counts say there are some."""
         self.check_cancel()
         i = self._next() if i is None else i
         rows = self._classify(part.rows)
-        stored = rows.filter(pl.col(_B) == STORED).select(list(focus.lake_schema()))
+        stored = rows.filter(pl.col(_WHY) == _STORE).select(list(focus.lake_schema()))
         queries: list[pl.LazyFrame] = [
-            rollup.rollup(stored, self.source, by_mask=True),
-            rows.group_by(_B, _R, "BillingCurrency").agg(
+            rollup.rollup(stored, self.source),
+            focus.flagged_groups(stored, rollup.ROLLUP_KEYS),
+            rows.group_by(_WHY, focus.REJECT, "BillingCurrency").agg(
                 pl.len().alias("n"),
                 pl.col("BilledCost").sum().alias("billed"),
                 pl.col("BilledCost").count().alias("billed_n"),
                 pl.col(focus.LINE).head(3).alias("lines"),
-                pl.col(_V).head(3).alias("values"),
+                pl.col(focus.REJECT_VALUE).head(3).alias("values"),
+                pl.col("x_ChargeDate").head(3).alias("dates"),
             ),
         ]
+        one_day = self._one_day(part)
         if self.lake.keep_rows:
-            queries.append(stored.sink_parquet(
-                pl.PartitionBy(
-                    str(self.dir / "parts" / f"{i:05d}"),
-                    key=[pl.col("x_ChargeDate").dt.to_string("%Y-%m-%d").alias("day"),
-                         pl.col("BillingAccountId").alias("billing_account")],
-                    include_key=False,
-                ),
-                mkdir=True, engine="streaming", compression="lz4", statistics=False, lazy=True,
-            ))
-        rejected_file = self.dir / "rejected" / f"part-{i:05d}.parquet"
-        rejected_file.parent.mkdir(parents=True, exist_ok=True)
-        queries.append(
-            rows.filter(pl.col(_B) == REJECTED)
-            .select(pl.lit(part.origin).alias("x_Origin"), pl.col(focus.LINE), pl.col(_R).alias("x_Reject"),
-                    pl.col(_V).alias("x_RejectValue"), *focus.lake_schema())
-            .sink_parquet(rejected_file, lazy=True)
-        )
+            queries.append(self._sink_rows(stored, i, one_day))
         try:
-            flagged, counts, *_ = pl.collect_all(queries, engine="streaming")
+            partial, flagged, counts, *_ = pl.collect_all(queries, engine="streaming")
         except pl.exceptions.PolarsError as e:
             raise DataError(f"{part.origin}: cannot read the rows: {first_line(e)}") from None
-        partial = rollup.combine(flagged.select(list(rollup.ROLLUP_COLUMNS)).lazy())
+        days = set(partial["x_ChargeDate"].unique().to_list())
+        if self.lake.keep_rows and one_day is not None and not days <= {one_day}:
+            # the source said the part holds one day, but it does not (the file changed since):
+            # write its rows again, split by day
+            shutil.rmtree(self.dir / "parts" / f"{i:05d}", ignore_errors=True)
+            self._collect(part.origin, [self._sink_rows(stored, i, None)])
+        if counts.filter(pl.col(_WHY).is_in([_BAD, _OUT_OF_RANGE])).height:
+            self._keep_rejected_rows(rows, part.origin, i)
+        n_stored = int(counts.filter(pl.col(_WHY) == _STORE)["n"].sum())
+        if not n_stored:  # a plain sink wrote an empty file
+            shutil.rmtree(self.dir / "parts" / f"{i:05d}", ignore_errors=True)
         if partial.height:
             (self.dir / "partials").mkdir(exist_ok=True)
             partial.write_parquet(self.dir / "partials" / f"{i:05d}.parquet")
-        n_rejected = 0
         with self._lock:
-            self._conf.append(focus.groups_from_partial(flagged, "x_RowCount"))
+            self._partial_days[i] = days
+            self._conf.append(focus.groups_from_partial(flagged, "x_RowCount", clean_rows=n_stored - int(flagged["x_RowCount"].sum())))
             origin = self.ledger.origin(part.origin, line_kind=part.line_kind, size=part.size,
                                         signature=part.signature, rows_read=part.rows_read)
             for g in counts.iter_rows(named=True):
-                self.ledger.add_group(origin, bucket=g[_B], reason=g[_R], currency=g["BillingCurrency"],
+                reason, values = self._why(g)
+                self.ledger.add_group(origin, bucket=_BUCKET[g[_WHY]], reason=reason, currency=g["BillingCurrency"],
                                       rows=g["n"], billed=g["billed"], billed_rows=g["billed_n"],
-                                      lines=g["lines"], values=g["values"])
-                n_rejected += g["n"] if g[_B] == REJECTED else 0
-        if not n_rejected:
-            rejected_file.unlink(missing_ok=True)
+                                      lines=g["lines"], values=values)
+
+    def _why(self, group: dict) -> tuple[str | None, list[str | None]]:
+        """A counted group's reason and the offending values of its first rows."""
+        code = group[_WHY]
+        if code == _BAD:
+            return group[focus.REJECT], group["values"]
+        if code == _OUT_OF_RANGE:
+            return self._out_of_range, [d.isoformat() if d is not None else None for d in group["dates"]]
+        return _SKIP_REASON.get(code), []
+
+    def _one_day(self, part: Part) -> date | None:
+        """The one planned day a part's stored rows can fall on, when its source knows it."""
+        if part.days is None:
+            return None
+        planned = [d for d in part.days if d in self._planned]
+        return planned[0] if len(planned) == 1 else None
+
+    def _sink_rows(self, stored: pl.LazyFrame, i: int, one_day: date | None) -> pl.LazyFrame:
+        """The stored rows of part ``i`` as lz4 parquet under ``parts/<i>/day=D/``: one plain file
+        when the part holds one known day (partitioning costs a quarter more), else split by day."""
+        opts = {"compression": "lz4", "statistics": False, "engine": "streaming", "lazy": True}
+        if one_day is not None:
+            out = self.dir / "parts" / f"{i:05d}" / day_dir(one_day)
+            out.mkdir(parents=True)
+            return stored.sink_parquet(out / "0.parquet", **opts)
+        return stored.sink_parquet(
+            pl.PartitionBy(str(self.dir / "parts" / f"{i:05d}"),
+                           key=[pl.col("x_ChargeDate").dt.to_string("%Y-%m-%d").alias("day")], include_key=False),
+            mkdir=True, **opts)
+
+    @staticmethod
+    def _collect(origin: str, queries: list[pl.LazyFrame]) -> list[pl.DataFrame]:
+        try:
+            return pl.collect_all(queries, engine="streaming")
+        except pl.exceptions.PolarsError as e:
+            raise DataError(f"{origin}: cannot read the rows: {first_line(e)}") from None
+
+    def _keep_rejected_rows(self, rows: pl.LazyFrame, origin: str, i: int) -> None:
+        """The part's rejected rows, with why, to ``rejected/`` (kept with the run once committed)."""
+        out = self.dir / "rejected" / f"part-{i:05d}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        bad = pl.col(_WHY) == _BAD
+        try:
+            (rows.filter(pl.col(_WHY).is_in([_BAD, _OUT_OF_RANGE]))
+             .select(pl.lit(origin).alias("x_Origin"), pl.col(focus.LINE),
+                     pl.when(bad).then(pl.col(focus.REJECT)).otherwise(pl.lit(self._out_of_range)).alias("x_Reject"),
+                     pl.when(bad).then(pl.col(focus.REJECT_VALUE)).otherwise(pl.col("x_ChargeDate").cast(pl.String))
+                     .alias("x_RejectValue"),
+                     *focus.lake_schema())
+             .sink_parquet(out, engine="streaming"))
+        except pl.exceptions.PolarsError as e:
+            raise DataError(f"{origin}: cannot read the rows: {first_line(e)}") from None
 
     def _classify(self, rows: pl.LazyFrame) -> pl.LazyFrame:
+        """Every row's bucket and reason as one small code (``_WHY``): text per row would cost a
+        string column per row; the reasons are written out once per counted group."""
         h = self.horizon
         d = pl.col("x_ChargeDate")
-        bad = pl.col(focus.REJECT).is_not_null()
         out_of_range = d.is_not_null() & ((d < h.earliest) | (d > h.last))
         planned = d.is_in(self.planned) if self.planned else pl.lit(False)
-        bucket = (pl.when(bad | out_of_range).then(pl.lit(REJECTED))
-                  .when(planned).then(pl.lit(STORED))
-                  .otherwise(pl.lit(SKIPPED)))
-        reason = (pl.when(bad).then(pl.col(focus.REJECT))
-                  .when(out_of_range).then(pl.lit(
-                      f"ChargePeriodStart outside the accepted range {h.earliest} .. {h.last} "
-                      "(ingest.earliest_date .. as-of + 1 year)"))
-                  .when(planned).then(pl.lit(None, pl.String))
-                  .when(d > h.as_of).then(pl.lit("after the as-of day (a later run ingests it)"))
-                  .otherwise(pl.lit("day already stored and the source has not changed")))
-        value = (pl.when(bad).then(pl.col(focus.REJECT_VALUE))
-                 .when(out_of_range).then(d.cast(pl.String)))
-        return rows.with_columns(bucket.alias(_B), reason.alias(_R), value.alias(_V))
+        code = (pl.when(pl.col(focus.REJECT).is_not_null()).then(pl.lit(_BAD, pl.UInt8))
+                .when(out_of_range).then(pl.lit(_OUT_OF_RANGE, pl.UInt8))
+                .when(planned).then(pl.lit(_STORE, pl.UInt8))
+                .when(d > h.as_of).then(pl.lit(_LATER, pl.UInt8))
+                .otherwise(pl.lit(_UNCHANGED, pl.UInt8)))
+        return rows.with_columns(code.alias(_WHY))
+
+    @property
+    def _out_of_range(self) -> str:
+        h = self.horizon
+        return (f"ChargePeriodStart outside the accepted range {h.earliest} .. {h.last} "
+                "(ingest.earliest_date .. as-of + 1 year)")
 
     # ---- finishing ------------------------------------------------------------------------------
     def finish(self) -> IngestLedger:
@@ -195,33 +256,55 @@ class Batch:
         self.report = focus.report_from_groups(pl.concat(self._conf, how="vertical_relaxed")) if self._conf \
             else focus.conformance(pl.LazyFrame(schema=focus.lake_schema()))
         self._arrange_rows()
-        partials = sorted(str(p) for p in (self.dir / "partials").glob("*.parquet"))
         staged_rows, staged_billed = 0, {}
-        if partials:
-            for (d,), day in rollup.combine(pl.scan_parquet(partials)).partition_by("x_ChargeDate", as_dict=True).items():
-                self.check_cancel()
-                out = self.dir / "rollup" / day_dir(d)
-                out.mkdir(parents=True)
-                day.write_parquet(out / "00000000.parquet")
-                if self.signatures.get(d):
-                    (out / SIGNATURE).write_text(str(self.signatures[d]))
-                self.days[d] = (int(day["x_RowCount"].sum()),
-                                sorted(a for a in day["BillingAccountId"].unique().to_list() if a is not None))
-                staged_rows += self.days[d][0]
-                for cur, amt in day.group_by("BillingCurrency").agg(pl.col("BilledCost").sum()).iter_rows():
-                    key = cur or "(none)"
-                    staged_billed[key] = staged_billed.get(key, Decimal(0)) + (amt or Decimal(0))
+        for d, day in self._daily_rollups():
+            self.check_cancel()
+            out = self.dir / "rollup" / day_dir(d)
+            out.mkdir(parents=True)
+            day.write_parquet(out / "00000000.parquet")
+            if self.signatures.get(d):
+                (out / SIGNATURE).write_text(str(self.signatures[d]))
+            self.days[d] = (int(day["x_RowCount"].sum()),
+                            sorted(a for a in day["BillingAccountId"].unique().to_list() if a is not None))
+            staged_rows += self.days[d][0]
+            for cur, amt in day.group_by("BillingCurrency").agg(pl.col("BilledCost").sum()).iter_rows():
+                key = cur or "(none)"
+                staged_billed[key] = staged_billed.get(key, Decimal(0)) + (amt or Decimal(0))
         problems = self.ledger.check(staged_rows, staged_billed)
         if problems:
             raise DataError("the ingest ledger does not balance, nothing was stored: " + "; ".join(problems))
         self._finished = True
         return self.ledger
 
+    def _daily_rollups(self) -> Iterator[tuple[date, pl.DataFrame]]:
+        """Each staged day's rollup. A part's partial rollup is complete for a day no other part
+        holds (daily export files), so it is only split by day; a day several parts hold (the
+        slices of a big file, a day spread over files) is combined from those parts alone, one
+        day at a time, so memory stays that of one day's rollup."""
+        files = {i: self.dir / "partials" / f"{i:05d}.parquet" for i in sorted(self._partial_days)}
+        files = {i: f for i, f in files.items() if f.exists()}
+        holders: dict[date, list[int]] = {}
+        for i in files:
+            for d in self._partial_days[i]:
+                holders.setdefault(d, []).append(i)
+        for i, f in files.items():
+            own = {d for d in self._partial_days[i] if len(holders[d]) == 1}
+            if not own:
+                continue
+            df = pl.read_parquet(f)
+            if len(own) < len(self._partial_days[i]):
+                df = df.filter(pl.col("x_ChargeDate").is_in(sorted(own)))
+            for (d,), day in df.partition_by("x_ChargeDate", as_dict=True).items():
+                yield d, day
+        for d in sorted(d for d, held in holders.items() if len(held) > 1):
+            parts = pl.scan_parquet([str(files[i]) for i in holders[d]])
+            yield d, rollup.combine(parts.filter(pl.col("x_ChargeDate") == d))
+
     def _arrange_rows(self) -> None:
-        """parts/<i>/day=D/billing_account=B/x.parquet → costs/day=D/billing_account=B/part-<i>-x.parquet"""
-        for f in sorted((self.dir / "parts").glob("*/day=*/billing_account=*/*.parquet")):
-            part_no, d, acct = f.parts[-4], f.parts[-3], f.parts[-2]
-            dest = self.dir / "costs" / d / acct / f"part-{part_no}-{f.stem}.parquet"
+        """parts/<i>/day=D/x.parquet → costs/day=D/part-<i>-x.parquet"""
+        for f in sorted((self.dir / "parts").glob("*/day=*/*.parquet")):
+            part_no, d = f.parts[-3], f.parts[-2]
+            dest = self.dir / "costs" / d / f"part-{part_no}-{f.stem}.parquet"
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(f, dest)
 

@@ -161,8 +161,9 @@ def test_config_writer_lake_modes(tmp_path):
 
 
 def test_cycle_benchmark_end_to_end(dataset, tmp_path, capsys):
-    """run_cycle.main at 20k rows: the duckdb child, one real ``costguard run --once`` child and the
-    ``costguard costs`` reconciliation against expected.json (to the cent)."""
+    """run_cycle.main at 20k rows: the duckdb child, the plain polars floor child, one real
+    ``costguard run --once`` child and the ``costguard costs`` reconciliation against expected.json
+    (to the cent)."""
     pytest.importorskip("duckdb")
     rc = _load("run_cycle")
     if rc.costguard_cmd() is None:
@@ -171,9 +172,28 @@ def test_cycle_benchmark_end_to_end(dataset, tmp_path, capsys):
                     "--skip", "duckdb+lake", "--skip", "costguard-rollup-only"])
     res = json.loads((tmp_path / "smoke.json").read_text())
     by = {c["contender"]: c for c in res["contenders"]}
-    assert by.keys() == {"duckdb", "costguard"}
+    assert by.keys() == {"duckdb", "polars-floor", "costguard"}
+    floor = by["polars-floor"]
+    assert floor["status"] == "ok", floor.get("stderr_tail")
+    # the floor copied every row of the days up to as-of, and rolled up the same rows
+    exp = _expected(dataset)
+    last = exp["last_complete_day"]
+    assert floor["result"]["copy_rows"] == sum(n for d, n in exp["totals"]["rows_by_day"].items() if d <= last)
+    assert floor["result"]["rollup_rows"] > 0 and "costguard / polars-floor" in res["ratios"]
     assert by["costguard"]["status"] == "ok", by["costguard"].get("stderr_tail")
     assert by["costguard"]["reconciles"] is True, by["costguard"]
     assert by["costguard"]["peak_rss_mb"] > 0 and "costguard / duckdb" in res["ratios"]
     assert code == 0
-    assert "costguard / duckdb: wall x" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "costguard / duckdb: wall x" in out and "costguard / polars-floor: wall x" in out
+
+
+def test_ingest_bench_reads_every_row_into_each_kind_of_lake(dataset, capsys):
+    """bench/ingest.py (the in-process ingest timing): every row of the days up to as-of lands."""
+    ing = _load("ingest")
+    exp = _expected(dataset)
+    want = sum(n for d, n in exp["totals"]["rows_by_day"].items() if d <= exp["last_complete_day"])
+    for extra in ([], ["--rollup-only"]):
+        assert ing.main(["--data", str(dataset), *extra]) == 0
+        out = capsys.readouterr().out
+        assert f"{want:,} rows" in out and ("rollup only" if extra else "keep_rows") in out, out

@@ -189,3 +189,78 @@ def test_read_only_lake_is_not_created(tmp_path):
     lake = Lake(tmp_path / "nothing-here")
     assert lake.rollup().collect().height == 0 and lake.sources() == []
     assert not (tmp_path / "nothing-here").exists()
+
+
+def _part_of(tmp_path: Path, name: str, rows: list[dict], *, days_hint: set[date] | None) -> Part:
+    (p,) = _parts(tmp_path, name, rows)
+    return Part(p.rows, origin=p.origin, rows_read=p.rows_read, line_kind=p.line_kind,
+                days=frozenset(days_hint) if days_hint is not None else None)
+
+
+def _row_files(root: Path, day: date) -> list[Path]:
+    return sorted((root / "costs" / "source=s" / f"day={day}").rglob("*.parquet"))
+
+
+def test_a_part_of_one_known_day_is_one_file_and_parts_sharing_a_day_add_up(tmp_path):
+    """Daily files: each part's rows go to its day as they are; two parts holding the same day
+    (a day split over two files, or a big file read in slices) are rolled up together."""
+    root = tmp_path / "lake"
+    lake = Lake(root, writer=True)
+    d1, d2 = date(2026, 3, 1), date(2026, 3, 2)
+    parts = [
+        _part_of(tmp_path, "a", [row(d1, "1.00"), row(d1, "2.00", resource="i-2")], days_hint={d1}),
+        _part_of(tmp_path, "b", [row(d2, "4.00")], days_hint={d2}),
+        _part_of(tmp_path, "c", [row(d2, "8.00"), row(d2, "0.50", resource="i-2")], days_hint={d2}),
+    ]
+    ledger = _write(lake, Window(d1, date(2026, 3, 3)), parts)
+    assert (ledger.rows_read, ledger.rows_stored) == (5, 5)
+    assert _totals(lake) == {d1: Decimal("3"), d2: Decimal("12.5")}
+    assert len(_row_files(root, d1)) == 1 and len(_row_files(root, d2)) == 2
+    by_resource = lake.rollup().filter(pl.col("x_ChargeDate") == d2).select("ResourceId", "BilledCost", "x_RowCount").sort("ResourceId").collect()
+    assert by_resource.rows() == [("i-1", Decimal("12"), 2), ("i-2", Decimal("0.5"), 1)]  # one rollup row per key, both parts summed
+    assert lake.costs().select(pl.len()).collect().item() == 5
+
+
+def test_parts_of_several_days_some_shared_roll_up_each_day_once(tmp_path):
+    """A monthly file next to a daily one: the day both hold is combined, the others are not."""
+    lake = Lake(tmp_path / "lake", keep_rows=False, writer=True)
+    d1, d2, d3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
+    parts = [
+        _part_of(tmp_path, "month", [row(d1, "1.00"), row(d2, "2.00"), row(d3, "3.00")], days_hint=None),
+        _part_of(tmp_path, "day", [row(d2, "0.25"), row(d2, "0.50", resource="i-9")], days_hint={d2}),
+    ]
+    _write(lake, Window(d1, date(2026, 3, 4)), parts)
+    got = lake.rollup().select("x_ChargeDate", "ResourceId", "BilledCost", "x_RowCount").sort("x_ChargeDate", "ResourceId").collect()
+    assert got.rows() == [(d1, "i-1", Decimal("1"), 1), (d2, "i-1", Decimal("2.25"), 2),
+                          (d2, "i-9", Decimal("0.5"), 1), (d3, "i-1", Decimal("3"), 1)]
+
+
+def test_a_wrong_day_hint_still_stores_every_row_under_its_own_day(tmp_path):
+    """The source said the part holds one day (the file changed since it looked): the rows of the
+    other day are not filed under the hinted one."""
+    root = tmp_path / "lake"
+    lake = Lake(root, writer=True)
+    d1, d2 = date(2026, 3, 1), date(2026, 3, 2)
+    part = _part_of(tmp_path, "a", [row(d1, "1.00"), row(d2, "2.00"), row(d2, "3.00")], days_hint={d1})
+    _write(lake, Window(d1, date(2026, 3, 3)), [part])
+    assert _totals(lake) == {d1: Decimal("1"), d2: Decimal("5")}
+    per_day = lake.costs().group_by("x_ChargeDate").agg(pl.len(), pl.col("BilledCost").sum()).sort("x_ChargeDate").collect()
+    assert per_day.rows() == [(d1, 1, Decimal("1")), (d2, 2, Decimal("5"))]
+    for d in (d1, d2):  # each file holds only its own day's rows
+        for f in _row_files(root, d):
+            assert set(pl.read_parquet(f)["x_ChargeDate"].to_list()) == {d}
+
+
+def test_a_one_day_part_with_nothing_to_store_leaves_no_empty_file(tmp_path):
+    root = tmp_path / "lake"
+    lake = Lake(root, writer=True)
+    d1 = date(2026, 3, 1)
+    _write(lake, Window(d1, date(2026, 3, 2)), [_part_of(tmp_path, "a", [row(d1, "1.00")], days_hint={d1})])
+    part = _part_of(tmp_path, "b", [row(d1, "not-a-number")], days_hint={d1})
+    with lake.begin("s", planned=[d1], horizon=H, run_id="r3") as b:
+        b.add_all([part])
+        ledger = b.finish()
+        b.commit()
+    assert (ledger.rows_stored, ledger.rows_rejected) == (0, 1)
+    assert _row_files(root, d1) == [] and _totals(lake) == {}  # the day was re-read: it holds nothing now
+    assert pl.read_parquet(root / "rejected" / "source=s" / "r3")["x_Reject"].to_list() == ["BilledCost is not a decimal number"]

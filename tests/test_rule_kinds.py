@@ -16,7 +16,7 @@ from costguard.model import fingerprint
 from costguard.rollup import rollup_schema
 from costguard.rules import RuleContext
 
-from rule_data import D, cost, daily, resource, rules, run
+from rule_data import D, cost, costs, daily, resource, rules, run
 
 AS_OF = date(2026, 3, 31)
 MONTH = date(2026, 3, 2)  # the 30 days ending AS_OF
@@ -425,6 +425,12 @@ def test_tag_coverage_counts_aliases(tmp_path):
     (aliased,) = run(one(tmp_path, text % ", aliases: {env: environment}"), AS_OF, rows)
     assert plain.evidence["coverage"] == 0 and aliased.evidence["coverage"] == D("0.8")
     assert plain.fingerprint == aliased.fingerprint
+    # the digest's weekly coverage of the same rule counts the alias the same way
+    from costguard.digest.coverage import coverage_series
+    from costguard.digest.weeks import IsoWeek
+    (series,) = coverage_series(costs(rows), [one(tmp_path, text % ", aliases: {env: environment}")],
+                                week=IsoWeek.of(AS_OF - timedelta(days=7)), weeks=1)
+    assert series.this_week == D("0.8"), series
 
 
 def test_rightsizing_databases_from_a_user_catalogue(tmp_path):

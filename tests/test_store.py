@@ -411,3 +411,18 @@ def test_reconcile_writes_the_outbox_in_the_same_transaction_and_the_ledger_sett
     assert d.settled([n.id]) == {(n.id, "slack-payments")}
     d.mark_done([n.id], T1)
     assert [x.id for x in d.pending()] == [pending[1].id]
+
+
+def test_a_seen_again_finding_keeps_what_did_not_change_and_stores_what_did(store):
+    """Only the columns that differ are rewritten (an unchanged finding does not re-encode its
+    evidence), but every change lands: evidence, texts, owner, money and last_seen."""
+    reconcile(store, [make("r-tag", "a"), make("r-tag", "b")], T1)
+    reconcile(store, [make("r-tag", "a", evidence={"coverage": 0.5, "window": "2024-03-02"}, title="a again"),
+                      make("r-tag", "b")], T2)
+    a, b = (store.get_finding(fingerprint("r-tag", "AWS", "111", s)) for s in ("a", "b"))
+    assert a["evidence"] == {"coverage": 0.5, "window": "2024-03-02"} and a["title"] == "a again"
+    assert b["evidence"] == {"coverage": 0.5} and b["title"] == "b untagged"
+    assert a["last_seen"] == b["last_seen"] == T2 and a["first_seen"] == T1
+    reconcile(store, [make("r-tag", "a", cost="250", owner="team-x"), make("r-tag", "b")], T3)
+    a = store.get_finding(fingerprint("r-tag", "AWS", "111", "a"))
+    assert (a["evidence"], a["monthly_cost"], a["owner"], a["last_seen"]) == ({"coverage": 0.5}, Decimal("250"), "team-x", T3)

@@ -12,7 +12,8 @@ import polars as pl
 
 from costguard.digest.model import CoveragePoint, CoverageSeries
 from costguard.digest.weeks import IsoWeek
-from costguard.rules.base import DATE, RATIO_PLACES, RuleInstance, apply_filter, tag_value
+from costguard.rules import tagkeys
+from costguard.rules.base import DATE, RATIO_PLACES, RuleInstance, apply_filter, per_tag_set
 from costguard.rules.tag_coverage import TagCoverageParams
 
 
@@ -22,11 +23,14 @@ def coverage_series(costs: pl.LazyFrame, rules: Sequence[RuleInstance], *, week:
     queries = []
     for rule in chosen:
         p: TagCoverageParams = rule.params
-        tagged = pl.all_horizontal([tag_value(k).str.strip_chars().fill_null("").ne("") for k in p.keys])
+        # "tagged" as the rule means it: each key or one of its aliases, non-empty
+        has = [tagkeys.tag_value(k, p.aliases).is_not_null().alias(f"_has{i}") for i, k in enumerate(p.keys)]
+        tagged = pl.all_horizontal([f"_has{i}" for i in range(len(p.keys))])
         wk = ((pl.col(DATE) - pl.lit(week.start)).dt.total_days() // 7).alias("_wk")
         queries.append(
-            apply_filter(costs, rule.filter)
-            .filter((pl.col(DATE) >= first.start) & (pl.col(DATE) < week.end) & (pl.col("ChargeCategory") == "Usage"))
+            per_tag_set(apply_filter(costs, rule.filter)
+                        .filter((pl.col(DATE) >= first.start) & (pl.col(DATE) < week.end) & (pl.col("ChargeCategory") == "Usage")),
+                        has)
             .group_by(wk, pl.col("BillingCurrency"))
             .agg(pl.col(p.metric).sum().alias("total"), pl.col(p.metric).filter(tagged).sum().alias("tagged"))
         )

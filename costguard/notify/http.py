@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from costguard.notify.errors import PermanentDeliveryError, RetryableDeliveryError
+
+if TYPE_CHECKING:
+    import httpx
 
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 BODY_SNIPPET = 300
@@ -47,6 +48,7 @@ def check(resp: httpx.Response, what: str) -> httpx.Response:
 def request(client: httpx.Client, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
     """Send and classify. Transport errors (timeouts, refused connections) are retryable; their
     text is the exception's class and first line, without the URL."""
+    import httpx  # here, not at the top: every receiver's config model imports this module
     try:
         resp = client.request(method, url, **kwargs)
     except httpx.TimeoutException as e:

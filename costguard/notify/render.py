@@ -13,13 +13,14 @@ import json
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from costguard.model import SEVERITY_RANK
 from costguard.notify.model import Message
 from costguard.rules.base import fmt_money
+
+if TYPE_CHECKING:
+    import jinja2
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 EVENT_TITLE = {
@@ -62,6 +63,8 @@ class Renderer:
     """Renders a receiver's templates; ``overrides`` maps a template name to a file."""
 
     def __init__(self, overrides: Mapping[str, str | Path] | None = None) -> None:
+        import jinja2  # here, not at the top: every receiver's config model imports this module
+
         self.overrides = {k: Path(v) for k, v in (overrides or {}).items()}
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader([str(TEMPLATES)]),

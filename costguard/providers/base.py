@@ -62,7 +62,9 @@ class Part:
     ``rows`` has the columns of ``focus.lake_schema()`` plus :data:`REJECT` and :data:`LINE`.
     ``rows_read`` is how many rows the origin holds in this part, counted independently of the
     normalisation (the lake checks that every one of them was stored, rejected or skipped);
-    None when the source cannot count them separately.
+    None when the source cannot count them separately. ``days``: every day (UTC ChargePeriodStart)
+    the part's rows can fall on, when the source knows it cheaply (e.g. from a first pass over the
+    file); a part of one known day is written without partitioning. None: unknown.
     """
 
     rows: Any  # pl.LazyFrame (typed loosely so this module imports without polars)
@@ -71,6 +73,7 @@ class Part:
     line_kind: Literal["line", "row"] = "row"
     size: int | None = None
     signature: str | None = None
+    days: frozenset[date] | None = None
 
 
 @dataclass(frozen=True, slots=True)

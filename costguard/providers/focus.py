@@ -7,17 +7,19 @@ import os
 from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import polars as pl
 from pydantic import Field, field_validator
 
-from costguard import focus
 from costguard.errors import DataError, ProviderError, first_line
-from costguard.inventory import read_inventory
 from costguard.model import ConnectionStatus, NativeBudget, Window
 from costguard.build import BuildContext
 from costguard.providers.base import PROVIDERS, Check, Horizon, Part, ProviderConfig, ProviderStatus
+
+if TYPE_CHECKING:  # polars and the FOCUS reader load when a provider works, not with the config model
+    import polars as pl
+
+    from costguard import focus
 
 CHUNK_ROWS = 500_000  # rows normalised and written per step: bounds memory whatever the file size
 
@@ -106,6 +108,10 @@ class FocusProvider:
         A stored day whose signature is unchanged holds exactly what the files hold, so it need
         not be re-read; a restated export changes the signature. s3:// files give no signature.
         """
+        import polars as pl
+
+        from costguard import focus
+
         files_of: dict[date, list[str]] = {}
         errors: list[str] = []
         for f in self._discover().files:
@@ -131,6 +137,10 @@ class FocusProvider:
     def costs(self, windows: Sequence[Window], horizon: Horizon) -> Iterator[Part]:
         """Each file holding a planned day or unstorable rows, in bounded parts (a file, or a
         slice of a big one), every row numbered so a rejection can name its line."""
+        import polars as pl
+
+        from costguard import focus
+
         for f in self._discover().files:
             days = self._days_of.get(f)
             if days is not None and not any(
@@ -151,9 +161,12 @@ class FocusProvider:
                 except DataError as e:
                     raise self._fail(ConnectionStatus.PARSE_ERROR, str(e)) from None
                 yield Part(lf, origin=self._shown(f), rows_read=min(self._chunk_rows, n - offset) if n else 0,
-                           line_kind=scanned.line_kind, size=size, signature=sig)
+                           line_kind=scanned.line_kind, size=size, signature=sig,
+                           days=frozenset(d for d in days if d is not None) if days is not None else None)
 
     def inventory(self) -> pl.DataFrame | None:
+        from costguard.inventory import read_inventory
+
         if not self._inventory:
             return None
         path = self._inventory if "://" in self._inventory else str(self._base_dir / self._inventory)
@@ -171,6 +184,11 @@ class FocusProvider:
 
     def checks(self) -> Iterator[Check]:
         """Paths match and are readable, each file is FOCUS (which version), the inventory reads."""
+        import polars as pl
+
+        from costguard import focus
+        from costguard.inventory import read_inventory
+
         try:
             found = focus.discover_files(self._patterns, self._base_dir, self._storage_options)
         except DataError as e:
@@ -202,6 +220,8 @@ class FocusProvider:
 
     # ---- internals ----------------------------------------------------------------------------
     def _discover(self) -> focus.Discovered:
+        from costguard import focus
+
         if self._found is None:
             try:
                 self._found = focus.discover_files(self._patterns, self._base_dir, self._storage_options)
@@ -223,6 +243,8 @@ class FocusProvider:
             return f
 
     def _scan(self, f: str) -> focus.Scanned:
+        from costguard import focus
+
         try:
             return focus.scan_file(f, self._storage_options)
         except DataError as e:

@@ -7,9 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import polars as pl
 from pydantic import Field, field_validator, model_validator
 
 from costguard.model import Finding, fingerprint
@@ -22,13 +21,16 @@ from costguard.rules.base import (
     Params,
     RuleContext,
     RuleInstance,
-    TAGS,
     apply_filter,
     fmt_money,
     fmt_pct,
     normalise_key,
+    per_tag_set,
     tag_value,
 )
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MONEY = Decimal("1e-10")
 MAD_TO_SIGMA = Decimal("1.4826")
@@ -153,17 +155,18 @@ class Baseline:
 
 
 def _group_exprs(cols: Sequence[str]) -> list[pl.Expr]:
+    import polars as pl
+
     return [pl.col(c) for c in cols]
 
 
 def _with_tag_columns(lf: pl.LazyFrame, cols: Sequence[str]) -> pl.LazyFrame:
     """``lf`` with a ``tag:KEY`` column per tag dimension. The JSON is read once per distinct tag
     set (a few thousand) and joined back, not once per rollup row."""
+
     if not cols:
         return lf
-    distinct = lf.select(pl.col(TAGS).unique()).collect(engine="streaming")
-    mapping = distinct.with_columns(*(tag_value(c[len(TAG_PREFIX):]).alias(c) for c in dict.fromkeys(cols)))
-    return lf.join(mapping.lazy(), on=TAGS, how="left", nulls_equal=True)
+    return per_tag_set(lf, [tag_value(c[len(TAG_PREFIX):]).alias(c) for c in dict.fromkeys(cols)])
 
 
 @RULES.register("anomaly")
@@ -210,6 +213,8 @@ class Anomaly:
     Params = AnomalyParams
 
     def evaluate(self, rule: RuleInstance, ctx: RuleContext) -> list[Finding]:
+        import polars as pl
+
         p: AnomalyParams = rule.params  # type: ignore[assignment]
         lf = apply_filter(ctx.costs, rule.filter).filter(pl.col(DATE) <= ctx.as_of)
         if p.charge_categories:
@@ -278,6 +283,8 @@ class Anomaly:
         candidates are ranked cheaply in polars (the day's spend against the baseline's mean) and
         the top ``ROOT_CANDIDATES`` are then judged exactly like the group (weekday-adjusted median),
         so a group of 100,000 resources costs no more than one of ten."""
+        import polars as pl
+
         dims = [c for c in p.root_cause_by if c not in p.group_by]
         if not dims:
             return {}

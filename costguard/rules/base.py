@@ -15,16 +15,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from costguard.catalog import Catalog, bundled
-from costguard.lake import ROLLUP_KEYS
+from costguard.rollup import ROLLUP_KEYS
 from costguard.model import Finding, NativeBudget
 from costguard.owners import OwnersConfig
 from costguard.registry import Registry
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: String dimensions of the daily cost rollup: what ``filter:`` and ``group_by:`` may name.
 DIMENSIONS: tuple[str, ...] = ("x_Source", *(k for k in ROLLUP_KEYS if k not in ("x_ChargeDate", "x_Tags")))
@@ -54,6 +56,8 @@ class RuleContext:
     catalog: Catalog = field(default_factory=bundled)
     budgets: Sequence[NativeBudget] = ()      # the clouds' own budgets, from the providers this run
     owners: OwnersConfig | None = None        # teams, their accounts, tag values and budgets
+    #: results several rules share, computed once per evaluation (see ``resources.all_lake_costs``)
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
 
 class Params(BaseModel):
@@ -100,7 +104,33 @@ def normalise_key(key: str) -> str:
 
 def tag_value(key: str) -> pl.Expr:
     """The value of tag ``key`` in ``x_Tags`` (null when absent); bracket notation handles any key."""
+    import polars as pl
+
     return pl.col(TAGS).str.json_path_match(f"$[{json.dumps(normalise_key(key), ensure_ascii=False)}]")
+
+
+def as_categories(lf: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
+    """``columns`` (strings) as Categorical, for a group-by that picks a value per group
+    (``first``, ``max_by``): polars' group-by holds picked strings per row and group, categories as
+    one integer. Per resource over a 50M-row month: 2.0 GB -> 0.5 GB. Cast back to String after."""
+    import polars as pl
+
+    return lf.with_columns(pl.col(c).cast(pl.Categorical) for c in columns)
+
+
+def per_tag_set(lf: pl.LazyFrame, exprs: Sequence[pl.Expr], column: str = TAGS) -> pl.LazyFrame:
+    """``lf`` with ``exprs`` (expressions of the tags column alone, each aliased) added, computed
+    once per distinct tag set and joined back. A rollup holds millions of rows but a few thousand
+    tag sets: parsing the JSON per row cost 1.57 s where this costs 0.18 s (1.1M rollup rows,
+    7,262 tag sets). Row order is not kept (use it before a group-by or a sort)."""
+    import polars as pl
+
+    if not exprs:
+        return lf
+    # the distinct sets first, in memory: a lazy self-join made the streaming engine hold the
+    # rows (team-spend-anomaly at 50M: 1.49 GB -> 0.99 GB peak)
+    lut = lf.select(pl.col(column).unique()).collect(engine="streaming").with_columns(*exprs)
+    return lf.join(lut.lazy(), on=column, how="left", nulls_equal=True)
 
 
 def check_filter(flt: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -122,6 +152,8 @@ def check_filter(flt: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def apply_filter(lf: pl.LazyFrame, flt: FilterSpec) -> pl.LazyFrame:
     """Keep rows matching every entry: column (or ``tag:KEY``) equal to the value or one of the values."""
+    import polars as pl
+
     for col, val in flt.items():
         values = [val] if isinstance(val, str) else list(val)
         expr = tag_value(col[len(TAG_PREFIX):]) if col.startswith(TAG_PREFIX) else pl.col(col)
@@ -142,6 +174,8 @@ def single(flt: FilterSpec, *cols: str) -> str | None:
 
 def day_range(start: date, end: date) -> pl.Expr:
     """Rows whose charge day is in ``[start, end)``."""
+    import polars as pl
+
     return (pl.col(DATE) >= start) & (pl.col(DATE) < end)
 
 

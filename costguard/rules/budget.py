@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from fnmatch import fnmatch
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import polars as pl
 from pydantic import Field, field_validator, model_validator
 
 from costguard.model import SEVERITY_RANK, Finding, NativeBudget, fingerprint
@@ -34,6 +33,9 @@ from costguard.rules.base import (
     fmt_pct,
     single,
 )
+
+if TYPE_CHECKING:
+    import polars as pl
 
 Period = Literal["month", "quarter", "week", "year"]
 ADJECTIVE = {"month": "monthly", "quarter": "quarterly", "week": "weekly", "year": "yearly"}
@@ -289,6 +291,8 @@ class Budget:
         return tuple(out)
 
     def _project(self, lf: pl.LazyFrame, p: BudgetParams, t: _Target, ctx: RuleContext) -> tuple[Projection, tuple[dict, dict]]:
+        import polars as pl
+
         start, end = period_bounds(ctx.as_of, t.period)
         lf = lf.filter(pl.col(DATE) <= ctx.as_of)
         daily_by_cur, first = pl.collect_all(

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from costguard import yamlsrc
@@ -42,6 +41,9 @@ from costguard.rollup import rollup_schema
 from costguard.rules.base import RuleContext, RuleInstance, normalise_key
 from costguard.rules.engine import evaluate
 from costguard.rules.loader import SUFFIXES, load_rules
+
+if TYPE_CHECKING:
+    import polars as pl
 
 CASES_DIR = "cases"
 COST_DEFAULTS: dict[str, Any] = {
@@ -147,6 +149,8 @@ def run_case(file: str, line: int | None, case: CaseModel, rules: Sequence[RuleI
 
 
 def _frames(case: CaseModel) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    import polars as pl
+
     schema = rollup_schema()
     rows: list[dict[str, Any]] = []
     for i, spec in enumerate(case.costs, start=1):

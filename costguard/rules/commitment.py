@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from pydantic import Field, field_validator
 
 from costguard.model import Finding, fingerprint
@@ -28,6 +27,9 @@ from costguard.rules.base import (
     iso_window,
     ratio,
 )
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MONEY = Decimal("1e-10")
 ON_DEMAND_PRICING = ("Standard",)  # FOCUS PricingCategory of on-demand usage (null counts as on-demand too)
@@ -116,6 +118,8 @@ class Commitment:
     # -- utilisation ---------------------------------------------------------------------------------
     @staticmethod
     def utilization_table(rows: pl.LazyFrame, as_of: date, start: date) -> pl.DataFrame:
+        import polars as pl
+
         status = pl.col("CommitmentDiscountStatus").str.to_lowercase()
         cost = pl.col("EffectiveCost")
         return (
@@ -172,6 +176,8 @@ class Commitment:
 
     # -- on-demand coverage ----------------------------------------------------------------------------
     def _on_demand(self, rule: RuleInstance, p: CommitmentParams, rows: pl.LazyFrame, start: date, as_of: date) -> list[Finding]:
+        import polars as pl
+
         o = p.on_demand
         keys = list(dict.fromkeys([*o.group_by, "BillingCurrency"]))
         usage = rows.filter((pl.col("ChargeCategory") == "Usage") & pl.col("ServiceCategory").is_in(list(o.service_categories)))

@@ -18,14 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any, Literal
-
-import polars as pl
+from typing import TYPE_CHECKING, Any, Literal
 
 from costguard.catalog import Catalog, Price
-from costguard.inventory import INVENTORY_SCHEMA, RESOURCE_CLASSES
-from costguard.model import Finding, fingerprint
-from costguard.rules.base import DATE, TAG_PREFIX, FilterSpec, RuleContext, RuleInstance, day_range, fmt_money, normalise_key
+from costguard.model import RESOURCE_CLASSES, Finding, fingerprint
+from costguard.rules.base import DATE, TAG_PREFIX, FilterSpec, RuleContext, RuleInstance, as_categories, day_range, fmt_money, normalise_key
+
+if TYPE_CHECKING:
+    import polars as pl
 
 COST_DAYS = 30
 STOPPED_STATES = ("stopped", "stopping", "terminated", "shutting-down", "deallocated")
@@ -53,6 +53,10 @@ def check_resource_filter(flt: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def conform(inv: pl.LazyFrame) -> pl.LazyFrame:
     """The inventory with every contract column (missing ones null) and ``x_Source``."""
+    import polars as pl
+
+    from costguard.inventory import INVENTORY_SCHEMA
+
     have = inv.collect_schema().names()
     cols = [pl.col(c).cast(t) if c in have else pl.lit(None, dtype=t).alias(c) for c, t in INVENTORY_SCHEMA.items()]
     cols.append(pl.col("x_Source").cast(pl.String) if "x_Source" in have else pl.lit(None, dtype=pl.String).alias("x_Source"))
@@ -62,6 +66,8 @@ def conform(inv: pl.LazyFrame) -> pl.LazyFrame:
 def _inv_tag(key: str) -> pl.Expr:
     import json
 
+    import polars as pl
+
     return pl.col("x_tags").str.json_path_match(f"$[{json.dumps(normalise_key(key), ensure_ascii=False)}]")
 
 
@@ -70,6 +76,10 @@ def resources(ctx: RuleContext, flt: FilterSpec, classes: Sequence[str] | None =
     ``_cost`` (EffectiveCost in the window, null when the lake has no row for the resource),
     ``_committed`` (the part with a CommitmentDiscountId), ``_currency``, ``_days`` (days of the
     window since the resource first appears) and the lake's details as ``lake_<Column>``."""
+    import polars as pl
+
+    from costguard.inventory import INVENTORY_SCHEMA
+
     if ctx.inventory is None:
         return pl.DataFrame(schema={**INVENTORY_SCHEMA, "x_Source": pl.String()})
     inv = conform(ctx.inventory)
@@ -87,16 +97,32 @@ def resources(ctx: RuleContext, flt: FilterSpec, classes: Sequence[str] | None =
     inv_df = inv.with_columns(
         pl.col("provider").str.to_lowercase().alias("_prov"), pl.col("resource_id").str.to_lowercase().alias("_key"),
     ).collect()
-    costs = lake_costs(ctx.costs, ctx.as_of, inv_df["_key"].unique().to_list(), days=days)
-    out = inv_df.join(costs, on=["_prov", "_key"], how="left")
+    out = inv_df.join(inventory_lake_costs(ctx, days), on=["_prov", "_key"], how="left")
     for col, values in lake_only.items():
         out = out.filter(pl.col(f"lake_{col}").is_in(values))
     return out
 
 
+def inventory_lake_costs(ctx: RuleContext, days: int = COST_DAYS) -> pl.DataFrame:
+    """:func:`lake_costs` of every inventory resource, computed once per evaluation and window:
+    rightsizing, idle and tag-policy each need it, and per resource over a 50M-row month it is
+    the costliest query they run. Only inventory resources' rows enter the group-by (the whole
+    lake's resources: 1.6 GB peak instead of 0.5 GB at 50M rows)."""
+    import polars as pl
+
+    key = ("inventory_lake_costs", ctx.as_of, days)
+    if key not in ctx.memo:
+        assert ctx.inventory is not None
+        keys = conform(ctx.inventory).select(pl.col("resource_id").str.to_lowercase().unique()).collect()
+        ctx.memo[key] = lake_costs(ctx.costs, ctx.as_of, keys["resource_id"].drop_nulls().to_list(), days=days)
+    return ctx.memo[key]
+
+
 def lake_costs(costs: pl.LazyFrame, as_of: date, keys: Sequence[str] | None, *, days: int = COST_DAYS) -> pl.DataFrame:
     """Per resource (lower-cased provider and id): EffectiveCost over ``days`` ending at ``as_of``
     in the currency holding most of it, the committed part, days seen and the lake's details."""
+    import polars as pl
+
     start = as_of - timedelta(days=days - 1)
     rows = costs.filter(day_range(start, as_of + timedelta(days=1)) & pl.col("ResourceId").is_not_null()).with_columns(
         pl.col("ProviderName").str.to_lowercase().alias("_prov"), pl.col("ResourceId").str.to_lowercase().alias("_key"))
@@ -104,15 +130,17 @@ def lake_costs(costs: pl.LazyFrame, as_of: date, keys: Sequence[str] | None, *, 
         rows = rows.filter(pl.col("_key").is_in(list(keys)))
     cost = pl.col("EffectiveCost")
     by = (
-        rows.group_by("_prov", "_key", "BillingCurrency")
+        as_categories(rows, ["ResourceId", *LAKE_DETAILS, "x_Tags"])
+        .group_by("_prov", "_key", "BillingCurrency")
         .agg(
             cost.sum().alias("_cost"),
             cost.filter(pl.col("CommitmentDiscountId").is_not_null()).sum().alias("_committed"),
             pl.col(DATE).min().alias("_first"),
             pl.col("ResourceId").first().alias("lake_ResourceId"),
-            *(pl.col(c).sort_by(cost, descending=True, nulls_last=True).first().alias(f"lake_{c}") for c in LAKE_DETAILS),
-            pl.col("x_Tags").sort_by(DATE).drop_nulls().last().alias("lake_x_Tags"),
+            *(pl.col(c).max_by(cost).alias(f"lake_{c}") for c in LAKE_DETAILS),  # from the costliest day
+            pl.col("x_Tags").max_by(pl.when(pl.col("x_Tags").is_not_null()).then(pl.col(DATE))).alias("lake_x_Tags"),
         )
+        .with_columns(pl.col(f"lake_{c}").cast(pl.String) for c in ("ResourceId", *LAKE_DETAILS, "x_Tags"))
         .sort("_cost", descending=True)
         .unique(["_prov", "_key"], keep="first", maintain_order=True)
         .with_columns(pl.col("BillingCurrency").alias("_currency"),

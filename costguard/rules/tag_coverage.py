@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
 from pydantic import Field, field_validator
 
 from costguard.model import Finding, fingerprint
@@ -19,14 +18,19 @@ from costguard.rules.base import (
     RuleContext,
     RuleInstance,
     apply_filter,
+    as_categories,
     day_range,
     fmt_money,
     fmt_pct,
     iso_window,
     normalise_key,
+    per_tag_set,
     ratio,
     to_month,
 )
+
+if TYPE_CHECKING:
+    import polars as pl
 
 RESOURCE_IDENTITY = ("ProviderName", "BillingAccountId", "SubAccountId", "ResourceId")
 RESOURCE_DETAILS = ("RegionId", "ServiceName", "ResourceType", "x_Source")
@@ -96,14 +100,17 @@ class TagCoverage:
     Params = TagCoverageParams
 
     def evaluate(self, rule: RuleInstance, ctx: RuleContext) -> list[Finding]:
+        import polars as pl
+
         p: TagCoverageParams = rule.params
         start = ctx.as_of - timedelta(days=p.window_days - 1)
         has = [tagkeys.tag_value(k, p.aliases).is_not_null().alias(f"_has{i}") for i, k in enumerate(p.keys)]
+        window = (apply_filter(ctx.costs, rule.filter)
+                  .filter(day_range(start, ctx.as_of + timedelta(days=1)) & (pl.col("ChargeCategory") == "Usage")))
         rows = (
-            apply_filter(ctx.costs, rule.filter)
-            .filter(day_range(start, ctx.as_of + timedelta(days=1)) & (pl.col("ChargeCategory") == "Usage"))
-            .with_columns(*has)
+            per_tag_set(window, has)  # the JSON read once per tag set, not per row
             .with_columns(pl.all_horizontal([f"_has{i}" for i in range(len(p.keys))]).alias("_tagged"))
+            .cache()  # the tag lookups once for the three queries (each pushed its own filter down: 1.3 s -> 0.8 s at 10M)
         )
         frames = [self._groups(rows, p), self._group_resources(rows, p)]
         if p.resource_cost_floor is not None:
@@ -120,6 +127,8 @@ class TagCoverage:
         return [*p.group_by, *(["BillingCurrency"] if "BillingCurrency" not in p.group_by else [])]
 
     def _groups(self, rows: pl.LazyFrame, p: TagCoverageParams) -> pl.LazyFrame:
+        import polars as pl
+
         cost = pl.col(p.metric)
         return rows.group_by(self._keys(p)).agg(
             cost.sum().alias("_total"),
@@ -128,6 +137,8 @@ class TagCoverage:
         )
 
     def _group_resources(self, rows: pl.LazyFrame, p: TagCoverageParams) -> pl.LazyFrame:
+        import polars as pl
+
         return (
             rows.filter(pl.col("ResourceId").is_not_null())
             .group_by(list(dict.fromkeys([*self._keys(p), "ResourceId"])))
@@ -136,16 +147,19 @@ class TagCoverage:
 
     @staticmethod
     def _untagged_resources(rows: pl.LazyFrame, p: TagCoverageParams) -> pl.LazyFrame:
+        import polars as pl
+
         assert p.resource_cost_floor is not None
         cost = pl.col(p.metric)
         return (
-            rows.filter(pl.col("ResourceId").is_not_null() & ~pl.col("_tagged"))
+            as_categories(rows.filter(pl.col("ResourceId").is_not_null() & ~pl.col("_tagged")), RESOURCE_DETAILS)
             .group_by([*RESOURCE_IDENTITY, "BillingCurrency"])
             .agg(
                 cost.sum().alias("_untagged"),
-                *(pl.col(c).sort_by(cost, descending=True, nulls_last=True).first().alias(c) for c in RESOURCE_DETAILS),
+                *(pl.col(c).max_by(cost).alias(c) for c in RESOURCE_DETAILS),  # from the costliest day
                 *((~pl.col(f"_has{i}")).any().alias(f"_missing{i}") for i in range(len(p.keys))),
             )
+            .with_columns(pl.col(c).cast(pl.String) for c in RESOURCE_DETAILS)
             .filter(pl.col("_untagged") * 30 > pl.lit(p.resource_cost_floor * p.window_days))
             .sort("_untagged", "ResourceId", "BillingCurrency", descending=[True, False, False])
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -140,11 +140,12 @@ class TagPolicy:
         out: list[Finding] = []
         unjudged = Unjudged()
         seen: set[tuple[str, str]] = set()
+        judged: dict[str | None, tuple[dict[str, Any], list[dict[str, Any]]]] = {}  # tags JSON -> (tags, violations)
         if p.source in ("inventory", "both"):
             inv = resources(ctx, rule.filter, p.resource_classes or None, days=p.window_days)
             for row in inv.sort("resource_id").iter_rows(named=True):
                 seen.add((str(row["provider"]).lower(), str(row["resource_id"]).lower()))
-                self._judge(rule, p, row, row.get("x_tags"), monthly_cost(ctx.catalog, row), out, unjudged, ctx)
+                self._judge(rule, p, row, row.get("x_tags"), lambda row=row: monthly_cost(ctx.catalog, row), out, unjudged, ctx, judged)
         if p.source in ("lake", "both") and not p.resource_classes:
             lake = lake_costs(apply_filter(ctx.costs, rule.filter), ctx.as_of, None, days=p.window_days)
             for row in lake.sort("lake_ResourceId").iter_rows(named=True):
@@ -152,16 +153,21 @@ class TagPolicy:
                     continue
                 r = {**row, "provider": row["lake_ProviderName"], "account_id": row["lake_SubAccountId"],
                      "resource_id": row["lake_ResourceId"], "region": row["lake_RegionId"]}
-                self._judge(rule, p, r, row.get("lake_x_Tags"), lake_monthly(row, p.window_days), out, unjudged, ctx)
+                self._judge(rule, p, r, row.get("lake_x_Tags"), lambda row=row: lake_monthly(row, p.window_days), out, unjudged, ctx, judged)
         return out + unjudged.findings(rule, "break the tag policy but have no cost in the lake or the catalogue",
                                        "Add their prices to a catalog file to see what they cost.")
 
     def _judge(self, rule: RuleInstance, p: TagPolicyParams, row: Mapping[str, Any], tags_json: str | None,
-               cost: Cost | None, out: list[Finding], unjudged: Unjudged, ctx: RuleContext) -> None:
-        tags = tagkeys.parse(tags_json)
-        violations = self._violations(p, tags)
+               cost_of: Callable[[], Cost | None], out: list[Finding], unjudged: Unjudged, ctx: RuleContext,
+               judged: dict[str | None, tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
+        hit = judged.get(tags_json)  # thousands of resources share a few thousand tag sets
+        if hit is None:
+            tags = tagkeys.parse(tags_json)
+            hit = judged[tags_json] = (tags, self._violations(p, tags))
+        tags, violations = hit
         if not violations:
             return
+        cost = cost_of()  # priced only when the resource breaks the policy
         if cost is None:
             unjudged.add(row, "no price", None)
             return

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 from pydantic import AfterValidator, Field
 
 from costguard.rules.base import TAGS, normalise_key
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def _check_aliases(v: dict[str, str]) -> dict[str, str]:
@@ -50,12 +52,16 @@ def candidates(key: str, aliases: Mapping[str, str]) -> list[str]:
 
 
 def _lookup(column: str, key: str) -> pl.Expr:
+    import polars as pl
+
     value = pl.col(column).str.json_path_match(f"$[{json.dumps(key, ensure_ascii=False)}]")
     return pl.when(value.str.strip_chars() != "").then(value)  # an empty value counts as missing
 
 
 def tag_value(key: str, aliases: Mapping[str, str], column: str = TAGS) -> pl.Expr:
     """The first non-empty value of ``key`` or one of its aliases in a normalised tags column."""
+    import polars as pl
+
     exprs = [_lookup(column, k) for k in candidates(key, aliases)]
     return exprs[0] if len(exprs) == 1 else pl.coalesce(exprs)
 

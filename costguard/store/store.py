@@ -6,12 +6,12 @@ Every public method is one transaction. Database failures surface as ``StoreErro
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import NoSuchModuleError
 
@@ -283,14 +283,24 @@ class Store:
             if persist:
                 if plan.inserts:
                     conn.execute(insert(findings), plan.inserts)
-                for row in plan.updates:
-                    key = findings.c.fingerprint == row["fingerprint"]
-                    conn.execute(update(findings).where(key).values(**row))
+                self._update_findings(conn, [_changed(existing[r["fingerprint"]], r) for r in plan.updates])
                 if plan.events:
                     conn.execute(insert(finding_events), plan.events)
                 if plan.outbox:
                     conn.execute(insert(outbox), plan.outbox)
         return plan.result
+
+    @staticmethod
+    def _update_findings(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Rows (by fingerprint) updated with one prepared statement per set of columns, executed
+        for many rows at once: one statement built per row cost ~1 ms each (9,000 findings: 9 s)."""
+        by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_cols.setdefault(tuple(k for k in row if k != "fingerprint"), []).append(row)
+        for cols, group in by_cols.items():
+            stmt = (update(findings).where(findings.c.fingerprint == bindparam("_fp"))
+                    .values({c: bindparam(f"_v_{c}") for c in cols}))
+            conn.execute(stmt, [{"_fp": r["fingerprint"], **{f"_v_{c}": r[c] for c in cols}} for r in group])
 
     @staticmethod
     def _last_notified(conn: Connection, fps: Sequence[str]) -> dict[str, datetime]:
@@ -331,6 +341,17 @@ class Store:
         # sorted here: exact Decimal order (SQLite stores amounts as text)
         rows.sort(key=_severity_then_cost)
         return rows
+
+    #: what the cycle footer adds up (``cycle.footer_lines``): no texts, no evidence to decode
+    MONEY_KEYS = ("fingerprint", "kind", "severity", "provider", "account_id", "resource_id",
+                  "monthly_cost", "monthly_savings", "currency")
+
+    def open_money(self) -> list[dict]:
+        """The open findings' :attr:`MONEY_KEYS` only (the footer of a cycle with 10,000 findings
+        read whole rows, evidence decoded, for 0.6 s)."""
+        q = select(*(findings.c[k] for k in self.MONEY_KEYS)).where(findings.c.status == "open")
+        with self._tx() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
 
     def get_finding(self, fingerprint: str) -> dict | None:
         """By fingerprint or by a unique prefix of at least 6 characters; an ambiguous prefix
@@ -416,3 +437,13 @@ def _severity_then_cost(row: dict[str, Any]) -> tuple[int, Any, str]:
 
 
 __all__ = ["ABANDONED", "FindingLookupError", "ReconcileResult", "Store"]
+
+
+_ABSENT = object()
+
+
+def _changed(old: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
+    """The fingerprint and the columns of ``row`` whose value differs from the stored ``old``: an
+    unchanged finding rewrites two columns, not its evidence (JSON encoded per row)."""
+    return {"fingerprint": row["fingerprint"],
+            **{k: v for k, v in row.items() if k != "fingerprint" and old.get(k, _ABSENT) != v}}
