@@ -17,8 +17,7 @@ from costguard import focus
 from costguard.errors import ConfigError
 from costguard.lake import Lake
 from costguard.model import COST_METRICS
-from costguard.rollup import ROLLUP_KEYS
-from costguard.rules.base import per_tag_set
+from costguard.rollup import ROLLUP_KEYS, per_tag_set
 
 TIME_BUCKETS = {"day": None, "week": "1w", "month": "1mo"}  # weeks start on Monday (ISO)
 CURRENCY = "BillingCurrency"

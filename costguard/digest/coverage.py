@@ -13,7 +13,8 @@ import polars as pl
 from costguard.digest.model import CoveragePoint, CoverageSeries
 from costguard.digest.weeks import IsoWeek
 from costguard.rules import tagkeys
-from costguard.rules.base import DATE, RATIO_PLACES, RuleInstance, apply_filter, per_tag_set
+from costguard.rollup import per_tag_set
+from costguard.rules.base import DATE, RATIO_PLACES, RuleInstance, apply_filter
 from costguard.rules.tag_coverage import TagCoverageParams
 
 

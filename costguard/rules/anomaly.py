@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from costguard.model import Finding, fingerprint
+from costguard.rollup import per_tag_set
 from costguard.rules.base import (
     DATE,
     DIMENSIONS,
@@ -25,7 +26,6 @@ from costguard.rules.base import (
     fmt_money,
     fmt_pct,
     normalise_key,
-    per_tag_set,
     tag_value,
 )
 

@@ -118,21 +118,6 @@ def as_categories(lf: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
     return lf.with_columns(pl.col(c).cast(pl.Categorical) for c in columns)
 
 
-def per_tag_set(lf: pl.LazyFrame, exprs: Sequence[pl.Expr], column: str = TAGS) -> pl.LazyFrame:
-    """``lf`` with ``exprs`` (expressions of the tags column alone, each aliased) added, computed
-    once per distinct tag set and joined back. A rollup holds millions of rows but a few thousand
-    tag sets: parsing the JSON per row cost 1.57 s where this costs 0.18 s (1.1M rollup rows,
-    7,262 tag sets). Row order is not kept (use it before a group-by or a sort)."""
-    import polars as pl
-
-    if not exprs:
-        return lf
-    # the distinct sets first, in memory: a lazy self-join made the streaming engine hold the
-    # rows (team-spend-anomaly at 50M: 1.49 GB -> 0.99 GB peak)
-    lut = lf.select(pl.col(column).unique()).collect(engine="streaming").with_columns(*exprs)
-    return lf.join(lut.lazy(), on=column, how="left", nulls_equal=True)
-
-
 def check_filter(flt: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Problems in a ``filter:`` mapping, as (key, message) pairs."""
     problems = []

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from costguard.model import Finding, fingerprint
 from costguard.rules import tagkeys
+from costguard.rollup import per_tag_set
 from costguard.rules.base import (
     DIMENSIONS,
     RULES,
@@ -24,7 +25,6 @@ from costguard.rules.base import (
     fmt_pct,
     iso_window,
     normalise_key,
-    per_tag_set,
     ratio,
     to_month,
 )
