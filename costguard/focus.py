@@ -15,7 +15,7 @@ import re
 import zlib
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import cache
 from importlib import resources
@@ -601,18 +601,36 @@ def _reject_exprs(present: dict[str, pl.DataType], raw_name: dict[str, str]) -> 
     return reason.otherwise(pl.lit(None, pl.String)), value.otherwise(pl.lit(None, pl.String))
 
 
-def file_days(raw: pl.LazyFrame, *, file: str, timestamp_formats: Sequence[str] = ()) -> pl.LazyFrame:
-    """The distinct UTC days of ChargePeriodStart (cheap: one column), as ``x_ChargeDate``;
-    a null stands for rows whose ChargePeriodStart is missing or unreadable."""
+def file_days(raw: pl.LazyFrame, *, file: str, timestamp_formats: Sequence[str] = ()) -> set[date | None]:
+    """The distinct UTC days of ChargePeriodStart; ``None`` stands for rows whose ChargePeriodStart
+    is missing or unreadable.
+
+    A typed (parquet) column is answered from its minimum, maximum and null count, which polars
+    reads from the file's statistics where it has them: a daily export's file holds one day, so
+    only a file spanning several days pays for a pass over the column."""
     raw, schema = _prepare(raw, file)
     spec = _columns(LAKE_VERSION)["ChargePeriodStart"]
     dt = schema["ChargePeriodStart"]
+    if isinstance(dt, pl.Datetime) or dt == pl.Date:
+        c = pl.col("ChargePeriodStart")
+        lo, hi, nulls = raw.select(c.min(), c.max().alias("hi"), c.null_count().alias("n")).collect().row(0)
+        if lo is None or _utc_day(lo) == _utc_day(hi):
+            return ({_utc_day(lo)} if lo is not None else set()) | ({None} if nulls else set())
     parsed = _parse("__raw", _cleaned_dtype(dt, spec), spec, (), timestamp_formats)
-    return (
+    got = (
         raw.select(_clean_raw("ChargePeriodStart", dt, spec).alias("__raw"))
         .select(parsed.dt.date().alias("x_ChargeDate"))
         .unique()
+        .collect(engine="streaming")
     )
+    return set(got["x_ChargeDate"].to_list())
+
+
+def _utc_day(v: datetime | date) -> date:
+    """The UTC day of a value as the lake stores it (a naive timestamp is UTC)."""
+    if isinstance(v, datetime):
+        return (v.astimezone(timezone.utc) if v.tzinfo is not None else v).date()
+    return v
 
 
 # Columns that identify other billing formats (lower-cased; a localised header such as

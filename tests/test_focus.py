@@ -181,6 +181,29 @@ def test_typed_parquet_with_naive_timestamps_and_floats(tmp_path: Path) -> None:
     assert out["BilledCost"][0] == Decimal("0.0000008")
 
 
+@pytest.mark.parametrize(("zone", "starts", "nulls", "expected"), [
+    # one instant 23:30 in New York is the next day in UTC: answered from min/max alone
+    ("America/New_York", [datetime(2026, 3, 1, 23, 30)] * 3, 0, {date(2026, 3, 2)}),
+    # naive timestamps are UTC; a null ChargePeriodStart is reported as None
+    (None, [datetime(2026, 3, 1, 0, 0), datetime(2026, 3, 1, 23, 59)], 1, {date(2026, 3, 1), None}),
+    # several days: every distinct day, none in between that has no rows
+    ("UTC", [datetime(2026, 3, 1, 5), datetime(2026, 3, 4, 5), datetime(2026, 3, 4, 6)], 0,
+     {date(2026, 3, 1), date(2026, 3, 4)}),
+    (None, [], 2, {None}),
+])
+def test_file_days_of_typed_parquet(tmp_path: Path, zone: str | None, starts: list, nulls: int, expected: set) -> None:
+    base = focus.scan(str(SAMPLE)).collect().head(len(starts) + nulls)
+    col = pl.Series("ChargePeriodStart", [*starts, *([None] * nulls)], dtype=pl.Datetime("us"))
+    if zone:
+        col = col.dt.replace_time_zone(zone)
+    base.with_columns(col).write_parquet(tmp_path / "typed.parquet")
+    got = focus.file_days(focus.scan(str(tmp_path / "typed.parquet")), file="typed.parquet")
+    assert got == expected
+    # the same days as the full normalisation gives the rows
+    rows = _load(tmp_path / "typed.parquet")
+    assert set(rows["x_ChargeDate"].to_list()) == expected
+
+
 def test_streaming_sink(tmp_path: Path) -> None:
     lf = focus.normalize(focus.scan(str(SAMPLE)), file=str(SAMPLE))
     lf.sink_parquet(tmp_path / "lake.parquet")

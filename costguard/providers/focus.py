@@ -116,14 +116,13 @@ class FocusProvider:
         errors: list[str] = []
         for f in self._discover().files:
             try:
-                got = focus.file_days(focus.scan(f, self._storage_options), file=f, timestamp_formats=self._formats).collect(engine="streaming")
+                days = focus.file_days(focus.scan(f, self._storage_options), file=f, timestamp_formats=self._formats)
             except DataError as e:
                 errors.append(str(e))
                 continue
             except pl.exceptions.PolarsError as e:
                 errors.append(f"{f}: cannot read: {first_line(e)}")
                 continue
-            days = set(got["x_ChargeDate"].to_list())
             self._days_of[f] = days
             for d in days:
                 if d is not None and d <= horizon.as_of and horizon.accepts(d):
@@ -202,9 +201,9 @@ class FocusProvider:
                 raw = focus.scan(f, self._storage_options)
                 cols = raw.collect_schema().names()
                 version, why = focus.detect_version(cols)
-                days = focus.file_days(raw, file=f, timestamp_formats=self._formats).collect(engine="streaming")["x_ChargeDate"].drop_nulls()
-                if len(days):
-                    newest = max(newest or days.max(), days.max())  # type: ignore[type-var]
+                days = {d for d in focus.file_days(raw, file=f, timestamp_formats=self._formats) if d is not None}
+                if days:
+                    newest = max(newest or max(days), max(days))
                 yield Check(f"{self.name}: {f}", True, f"FOCUS {version} ({why})")
             except (DataError, pl.exceptions.PolarsError) as e:
                 yield Check(f"{self.name}: {f}", False, first_line(e), "re-export the file, or remove it from the paths")
