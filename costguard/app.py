@@ -180,14 +180,41 @@ def repeat_after(loaded: LoadedConfig) -> Any:
     return min([n.repeat_interval, *(r.repeat_interval for r in n.routes if r.repeat_interval is not None)])
 
 
-def http_client() -> Any:
-    """The one HTTP client every transport and HTTP-speaking provider shares."""
-    import httpx
+def http_client() -> "LazyHttpClient":
+    """The one HTTP client every transport and HTTP-speaking provider shares (made on first use)."""
+    return LazyHttpClient()
 
-    from costguard import __version__
 
-    return httpx.Client(timeout=HTTP_TIMEOUT_SECONDS, follow_redirects=False,
-                        headers={"User-Agent": f"costguard/{__version__}"})
+class LazyHttpClient:
+    """An ``httpx.Client`` built the first time something uses it: a cycle whose receivers and
+    providers never speak HTTP (the console, local exports) does not pay for importing httpx."""
+
+    def __init__(self) -> None:
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                from costguard import __version__
+
+                self._client = httpx.Client(timeout=HTTP_TIMEOUT_SECONDS, follow_redirects=False,
+                                            headers={"User-Agent": f"costguard/{__version__}"})
+            return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._get(), name)
+
+    @property
+    def started(self) -> bool:
+        return self._client is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
 
 
 def build_cycle(

@@ -99,3 +99,45 @@ def test_a_bad_config_is_still_reported_without_heavy_libraries(tmp_path):
     """, tmp_path)
     assert "EXIT 2" in r.stdout and "schedule.cycle" in r.stderr, r.stdout + r.stderr
     assert loaded == []
+
+
+def test_a_cycle_without_http_receivers_does_not_load_the_http_client(tmp_path, httpserver):
+    """The shared HTTP client is built on first use: a console-only cycle over local exports never
+    imports httpx; a cycle whose finding goes to a webhook builds it and delivers through it."""
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "a.csv").write_text(
+        (REPO / "tests" / "fixtures" / "focus" / "focus_sample.csv").read_text(encoding="utf-8-sig"))
+    (tmp_path / "rules.yaml").write_text(
+        "- {id: tiny, kind: budget, severity: warning, amount: 1, currency: USD, period: month, metric: BilledCost,"
+        " thresholds: [{on: actual, percent: 100, severity: warning}]}\n")
+    cfg = tmp_path / "costguard.yaml"
+    cfg.write_text(textwrap.dedent("""\
+        state: {url: "sqlite:///state.db", lake: lake}
+        providers: [{name: exports, type: focus, paths: ["exports/*.csv"]}]
+        rules: [rules.yaml]
+    """))
+    body = f"""
+        sys.argv = ["costguard", "run", "--once", "-c", {str(cfg)!r}, "--as-of", "2024-09-30"]
+        from costguard.cli import main
+        try:
+            main()
+        except SystemExit as e:
+            assert e.code in (0, 3), e.code
+    """
+    loaded, r = _loaded(body, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Monthly budget tiny" in r.stdout, r.stdout
+    assert "httpx" not in loaded and "polars" in loaded, loaded
+
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    (tmp_path / "hook.url").write_text(httpserver.url_for("/hook"))
+    cfg.write_text(cfg.read_text() + textwrap.dedent("""\
+        notify:
+          receivers: {hook: {type: webhook, url_file: hook.url}}
+          routes: [{receiver: hook}]
+    """))
+    (tmp_path / "state.db").unlink()
+    loaded, r = _loaded(body, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "httpx" in loaded, loaded
+    assert len(httpserver.log) == 1 and b"tiny" in httpserver.log[0][0].get_data(), httpserver.log
