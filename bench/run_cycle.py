@@ -185,6 +185,9 @@ def run_costguard(cmd: list[str] | None, data_glob: str, inventory: Path | None,
     pulled = [ln.strip("· ").strip() for ln in (r["stdout"] + r["stderr"]).splitlines() if "day(s) to pull" in ln]
     if pulled:
         res["pulled"] = pulled[-1]
+    phases = _phase_seconds(r["stderr"])
+    if phases:
+        res["phase_seconds"] = phases
     if not ok:
         res["stderr_tail"] = r["stderr_tail"]
     elif expected is not None:
@@ -193,6 +196,17 @@ def run_costguard(cmd: list[str] | None, data_glob: str, inventory: Path | None,
     if lake.exists():
         res["lake_mb"] = round(sum(f.stat().st_size for f in lake.rglob("*") if f.is_file()) / 2**20, 1)
     return res
+
+
+def _phase_seconds(stderr: str) -> dict | None:
+    """The cycle's own per-phase wall seconds, from its ``cycle_finished`` log line (JSON)."""
+    for ln in reversed(stderr.splitlines()):
+        if '"cycle_finished"' in ln:
+            try:
+                return json.loads(ln).get("phase_seconds")
+            except ValueError:
+                return None
+    return None
 
 
 # --- serve ------------------------------------------------------------------------------------------
@@ -338,6 +352,7 @@ def incremental(cmd: list[str] | None, rows_per_30d: int, workdir: Path, seed: i
         m = {"fill_60_days": {k: first.get(k) for k in keys},
              "one_new_day": {k: second.get(k) for k in (*keys, "reconciles")}}
         m["one_new_day"]["pulled"] = second.get("pulled")
+        m["one_new_day"]["phase_seconds"] = second.get("phase_seconds")
         if second.get("status") != "ok":
             m["stderr_tail"] = second.get("stderr_tail")
         out["modes"][name] = m
@@ -439,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
             ratios[f"{a_name} / {b_name}"] = r
             print(f"{a_name} / {b_name}: wall x{r['wall']}, peak RSS x{r['peak_rss']}")
     results["ratios"] = ratios
+    for c in results["contenders"]:
+        if c.get("phase_seconds"):
+            print(f"{c['contender']} phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in c["phase_seconds"].items()))
     for c in results["contenders"]:
         if c.get("status") != "ok" and c.get("stderr_tail"):
             print(f"--- {c['contender']} stderr ---\n{c['stderr_tail']}", file=sys.stderr)

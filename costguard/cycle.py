@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -130,25 +131,31 @@ class Cycle:
         log.info("cycle_started", as_of=as_of.isoformat(), mode=mode, trigger=trigger)
         outcome = CycleOutcome(run_id, "running", EXIT_OK, mode=mode)
         stats: dict[str, Any] = {"mode": mode}
+        phases = _Phases(stats)
         staged: list[Staged] = []
         error: str | None = None
         try:
             horizon = Horizon(as_of, earliest=self.ingest.earliest_date)
-            staged = self._ingest_all(run_id, horizon, outcome.sources, persist=persist)
+            with phases("ingest"):
+                staged = self._ingest_all(run_id, horizon, outcome.sources, persist=persist)
             self._check_cancel()
             budgets = [b for r in outcome.sources.values() for b in r.budgets]
-            findings, outcome.rule_errors, evaluated = self._evaluate(as_of, staged if not persist else [], budgets)
+            with phases("evaluate"):
+                findings, outcome.rule_errors, evaluated = self._evaluate(as_of, staged if not persist else [], budgets)
             self._check_cancel()
             unusable = {s for s, r in outcome.sources.items() if not r.usable}
-            result = self.store.reconcile(
-                findings, run_id=run_id, now=self.clock(), evaluated_rules=evaluated,
-                skip_sources=unusable, persist=persist, repeat_after=self.repeat_after,
-            )
+            with phases("reconcile"):
+                result = self.store.reconcile(
+                    findings, run_id=run_id, now=self.clock(), evaluated_rules=evaluated,
+                    skip_sources=unusable, persist=persist, repeat_after=self.repeat_after,
+                )
             outcome.changes = list(result.changes)
             stats.update({"findings": len(findings), **result.counts(), "rule_errors": outcome.rule_errors})
             self._print_header(run_id, as_of, outcome, live)
-            stats["delivery"] = self._deliver(run_id, outcome, dry=not persist)
-            self._print_footer(findings, persist, outcome)
+            with phases("deliver"):
+                stats["delivery"] = self._deliver(run_id, outcome, dry=not persist)
+            with phases("report"):
+                self._print_footer(findings, persist, outcome)
             not_ok = {s for s, r in outcome.sources.items() if not r.ok}
             if outcome.rule_errors:
                 outcome.status, outcome.exit_code = "partial", EXIT_FAILED
@@ -185,7 +192,8 @@ class Cycle:
             providers={s: r.to_dict() for s, r in outcome.sources.items()},
             conformance=conformance, stats=stats, error=error,
         )
-        log.info("cycle_finished", status=outcome.status, seconds=round(time.monotonic() - t0, 3))
+        log.info("cycle_finished", status=outcome.status, seconds=round(time.monotonic() - t0, 3),
+                 phase_seconds=stats.get("phase_seconds", {}))
 
     def _ingest_all(self, run_id: str, horizon: Horizon, out: dict[str, SourceResult], *, persist: bool) -> list[Staged]:
         """Ingest every provider into ``out`` (filled as it goes, so a cancelled run records what
@@ -278,6 +286,23 @@ class Cycle:
         if self.hint_config is not None:
             cfg = self.hint_config
             w(f"next: costguard findings -c {cfg}   ·   costguard costs -c {cfg} --by ServiceName\n")
+
+
+class _Phases:
+    """Wall seconds of each phase of a cycle, kept in the run record's ``stats.phase_seconds``
+    (and so in ``/metrics`` and the ``cycle_finished`` log line): which phase grew when a cycle
+    gets slower. A phase cut short by an error or a stop keeps the time it had run."""
+
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.seconds: dict[str, float] = stats.setdefault("phase_seconds", {})
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - t0, 3)
 
 
 class _Heartbeat:

@@ -176,6 +176,7 @@ class CycleWorker:
             self.health.set_provider(source, p.get("status") or "unknown", p.get("detail"), at=finished)
         delivery = (run.get("stats") or {}).get("delivery") or {}
         self.metrics.record_delivery(delivery)
+        self.metrics.record_phases((run.get("stats") or {}).get("phase_seconds") or {})
         for name, d in delivery.items():
             self.health.set_receiver(name, "failing" if d.get("error") else "ok", d.get("error"), at=finished)
         self.metrics.set_findings(self.store.open_findings_count())

@@ -31,6 +31,13 @@ class Metrics:
             buckets=CYCLE_BUCKETS,
             registry=r,
         )
+        self.cycle_phase_seconds = Histogram(
+            "costguard_cycle_phase_duration_seconds",
+            "Wall time of one phase of a cycle: ingest, evaluate, reconcile, deliver, report.",
+            ["phase"],
+            buckets=CYCLE_BUCKETS,
+            registry=r,
+        )
         self.cycles_total = Counter(
             "costguard_cycles",
             "Cycles finished, by final status (ok, partial, failed, cancelled).",
@@ -99,6 +106,11 @@ class Metrics:
         self.cycle_duration_seconds.labels(status).observe(duration_seconds)
         self.cycles_total.labels(status).inc()
         self.last_cycle_timestamp_seconds.labels(status).set(finished_at)
+
+    def record_phases(self, phase_seconds: Mapping[str, float]) -> None:
+        """Observe each phase's wall seconds of one cycle (``stats.phase_seconds`` of its run record)."""
+        for phase, seconds in phase_seconds.items():
+            self.cycle_phase_seconds.labels(phase).observe(seconds)
 
     def record_requests(self, provider: str, requests: Mapping[str, int], paid: Mapping[str, int]) -> None:
         """Add one run's request counts (from its run record) to the request counters."""

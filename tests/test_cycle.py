@@ -54,6 +54,9 @@ def test_sample_totals_and_conformance(cli, sample_project):
     assert checks["ChargeFrequency:allowed_values"]["count"] == 7
     assert checks["ContractedCost:nullability"]["count"] == 7
     assert run["providers"]["sample"]["rows"] == 1000  # flagged rows are kept
+    phases = run["stats"]["phase_seconds"]  # which phase a slow cycle spent its time in
+    assert list(phases) == ["ingest", "evaluate", "reconcile", "deliver", "report"]
+    assert all(isinstance(v, float) and v >= 0 for v in phases.values())
 
 
 def test_reingest_same_window_keeps_totals(cli, sample_project):

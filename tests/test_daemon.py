@@ -95,6 +95,8 @@ def test_serve_answers_health_and_metrics_and_stops_on_sigterm(daemon_project):
         assert 'costguard_rows_ingested_total{source="sample"} 1000.0' in metrics
         assert 'costguard_provider_up{source="broken"} 0.0' in metrics
         assert "costguard_conformance_failures_total" in metrics
+        for phase in ("ingest", "evaluate", "reconcile", "deliver", "report"):  # from the run record
+            assert f'costguard_cycle_phase_duration_seconds_count{{phase="{phase}"}} 1.0' in metrics, phase
         assert httpx.get(f"{base}/nope", timeout=5).status_code == 404
     finally:
         code = d.stop()
