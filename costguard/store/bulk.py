@@ -1,0 +1,117 @@
+"""Many rows written with one prepared statement, each value converted for the database once.
+
+SQLAlchemy's ``conn.execute(insert(t), rows)`` builds a parameter dict per row and runs every
+value through its column type's bind processor (~40 µs a row for a finding's 28 columns before any
+JSON is encoded: 0.4 s for 10,000 findings). Here the statement is compiled once for the
+connection's dialect, each column's bind processor is looked up once, and
+
+* a value of a date/time column is converted once per distinct value (a run writes the same
+  ``now`` into thousands of rows);
+* a JSON value already encoded with the engine's codec (:class:`Encoded`) is passed as it is, so a
+  payload encoded to compare it with the stored one, or shared by two tables, is encoded once.
+
+The values written are exactly those the column types would write (the same bind processors run);
+only the per-row machinery is skipped. Every statement runs on the caller's connection, inside its
+transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import JSON, Connection, Date, DateTime, Table, bindparam, insert, update
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from .types import dumps
+
+
+class Encoded(str):
+    """A JSON column value already encoded with :func:`costguard.store.types.dumps`."""
+
+    __slots__ = ()
+
+
+def encode(value: Any) -> Encoded | None:
+    """``value`` encoded for a JSON column (None stays SQL NULL: every JSON column is
+    ``none_as_null``)."""
+    return None if value is None else Encoded(dumps(value))
+
+
+def _base(t: TypeEngine) -> TypeEngine:
+    return t.impl_instance if isinstance(t, TypeDecorator) else t
+
+
+def _converter(t: TypeEngine, conn: Connection) -> Callable[[Any], Any]:
+    """A function giving the DB-API value of one Python value of type ``t``."""
+    dialect = conn.dialect
+    proc = t.dialect_impl(dialect).bind_processor(dialect)
+    base = _base(t)
+    if isinstance(base, JSON):
+        if proc is None:  # pragma: no cover - every dialect we run on serialises JSON itself
+            return lambda v: v
+        return lambda v: v if v is None or isinstance(v, Encoded) else proc(v)
+    if proc is None:
+        return lambda v: v
+    if isinstance(base, (DateTime, Date)):
+        memo: dict[Any, Any] = {}
+
+        def once(v: Any) -> Any:
+            try:
+                return memo[v]
+            except KeyError:
+                out = memo[v] = proc(v)
+                return out
+            except TypeError:  # pragma: no cover - unhashable: let the type processor say why
+                return proc(v)
+
+        return once
+    return proc
+
+
+def _run(conn: Connection, stmt: Any, names: Sequence[str], types: Mapping[str, TypeEngine],
+         rows: Sequence[Mapping[str, Any]]) -> None:
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(names) if stmt.is_insert else None)
+    convert = {n: _converter(types[n], conn) for n in names}
+    if compiled.positional:
+        order = list(compiled.positiontup or ())
+        if sorted(order) != sorted(names):  # pragma: no cover - a statement shape this module does not build
+            raise RuntimeError(f"bulk write: statement binds {order}, rows carry {list(names)}")
+        fs = [convert[n] for n in order]
+        params: list[Any] = [tuple([f(r[n]) for f, n in zip(fs, order)]) for r in rows]
+    else:
+        params = [{n: convert[n](r[n]) for n in names} for r in rows]
+    conn.exec_driver_sql(compiled.string, params)
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERT every row (all rows carry the same keys: column names of ``table``)."""
+    if not rows:
+        return
+    names = list(rows[0])
+    _check_keys(rows, names)
+    _run(conn, insert(table), names, {n: table.c[n].type for n in names}, rows)
+
+
+def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """UPDATE by ``key`` (a column name every row carries): each row sets its other keys. Rows are
+    grouped by the set of columns they change, one prepared statement per group."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(k for k in r if k != key), []).append(r)
+    for cols, group in groups.items():
+        if not cols:
+            continue
+        kb, vb = f"_k_{key}", {c: f"_v_{c}" for c in cols}
+        stmt = (update(table).where(table.c[key] == bindparam(kb, type_=table.c[key].type))
+                .values({c: bindparam(vb[c], type_=table.c[c].type) for c in cols}))
+        types = {kb: table.c[key].type, **{vb[c]: table.c[c].type for c in cols}}
+        renamed = [{kb: r[key], **{vb[c]: r[c] for c in cols}} for r in group]
+        _run(conn, stmt, list(types), types, renamed)
+
+
+def _check_keys(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> None:
+    want = set(names)
+    for i, r in enumerate(rows):
+        if r.keys() != want:
+            raise ValueError(f"bulk write: row {i} has keys {sorted(r)}, the first row {sorted(want)}")
