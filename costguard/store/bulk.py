@@ -70,27 +70,36 @@ def _converter(t: TypeEngine, conn: Connection) -> Callable[[Any], Any]:
 
 
 def _run(conn: Connection, stmt: Any, names: Sequence[str], types: Mapping[str, TypeEngine],
-         rows: Sequence[Mapping[str, Any]]) -> None:
+         rows: Sequence[Mapping[str, Any]], replace: Mapping[str, Sequence[Any]] | None = None) -> None:
     compiled = stmt.compile(dialect=conn.dialect, column_keys=list(names) if stmt.is_insert else None)
     convert = {n: _converter(types[n], conn) for n in names}
+    replace = replace or {}
     if compiled.positional:
         order = list(compiled.positiontup or ())
         if sorted(order) != sorted(names):  # pragma: no cover - a statement shape this module does not build
             raise RuntimeError(f"bulk write: statement binds {order}, rows carry {list(names)}")
-        fs = [convert[n] for n in order]
-        params: list[Any] = [tuple([f(r[n]) for f, n in zip(fs, order)]) for r in rows]
+        spec = [(convert[n], n, replace.get(n)) for n in order]
+        params: list[Any] = [tuple([f(r[n]) if alt is None else f(alt[i]) for f, n, alt in spec])
+                             for i, r in enumerate(rows)]
     else:
-        params = [{n: convert[n](r[n]) for n in names} for r in rows]
+        params = [{n: convert[n](r[n] if n not in replace else replace[n][i]) for n in names}
+                  for i, r in enumerate(rows)]
     conn.exec_driver_sql(compiled.string, params)
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """INSERT every row (all rows carry the same keys: column names of ``table``)."""
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
+                replace: Mapping[str, Sequence[Any]] | None = None) -> None:
+    """INSERT every row (all rows carry the same keys: column names of ``table``). ``replace``:
+    column -> one value per row, written instead of the row's own (an encoded payload), so rows
+    need not be copied to change one value."""
     if not rows:
         return
     names = list(rows[0])
     _check_keys(rows, names)
-    _run(conn, insert(table), names, {n: table.c[n].type for n in names}, rows)
+    for n, values in (replace or {}).items():
+        if n not in names or len(values) != len(rows):
+            raise ValueError(f"bulk write: replace {n!r} needs one value per row for a column the rows carry")
+    _run(conn, insert(table), names, {n: table.c[n].type for n in names}, rows, replace)
 
 
 def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:

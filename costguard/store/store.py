@@ -475,8 +475,6 @@ __all__ = ["ABANDONED", "FindingLookupError", "ReconcileResult", "Store"]
 
 
 _ABSENT = object()
-_EVIDENCE_AT = FINDING_KEYS.index("evidence")
-_HEAD, _TAIL = FINDING_KEYS[:_EVIDENCE_AT], FINDING_KEYS[_EVIDENCE_AT + 1 :]
 
 
 def _write_plan(conn: Connection, plan: Plan, existing: Mapping[str, Mapping[str, Any]], stored: Mapping[str, str],
@@ -495,7 +493,8 @@ def _write_plan(conn: Connection, plan: Plan, existing: Mapping[str, Mapping[str
         evidence[fp] = (value, text_)
         return text_
 
-    insert_rows(conn, findings, [{**r, "evidence": evidence_text(r["fingerprint"], r["evidence"])} for r in plan.inserts])
+    insert_rows(conn, findings, plan.inserts,
+                replace={"evidence": [evidence_text(r["fingerprint"], r["evidence"]) for r in plan.inserts]})
     touched: list[str] = []  # found again, with nothing to write but last_seen and last_run_id
     changed: list[dict[str, Any]] = []
     for row in plan.updates:
@@ -517,13 +516,23 @@ def _write_plan(conn: Connection, plan: Plan, existing: Mapping[str, Mapping[str
         conn.execute(update(findings).where(findings.c.fingerprint.in_(touched[i : i + _CHUNK]))
                      .values(last_seen=now, last_run_id=run_id))
     update_rows(conn, findings, "fingerprint", changed)
-    insert_rows(conn, finding_events, plan.events)
-    cache: dict[Any, Any] = {}
+    details: dict[int, tuple[Any, Encoded]] = {}  # an event and its notification share one detail
+
+    def detail_text(value: Any) -> Encoded | None:
+        if value is None:
+            return None
+        have = details.get(id(value))
+        if have is None:
+            have = details[id(value)] = (value, Encoded(dumps(value)))  # the value kept: its id stays unique
+        return have[1]
+
+    insert_rows(conn, finding_events, plan.events, replace={"detail": [detail_text(e["detail"]) for e in plan.events]})
     before = conn.execute(select(func.max(outbox.c.id))).scalar() or 0
-    insert_rows(conn, outbox, [
-        {**o, "finding": encode_finding(o["finding"], evidence_text(o["fingerprint"], o["finding"]["evidence"]), cache)}
-        for o in plan.outbox
-    ])
+    insert_rows(conn, outbox, plan.outbox, replace={
+        "finding": [encode_finding(o["finding"], evidence_text(o["fingerprint"], o["finding"]["evidence"]))
+                    for o in plan.outbox],
+        "detail": [detail_text(o["detail"]) for o in plan.outbox],
+    })
     if not plan.outbox:
         return {}
     mine = {(o["fingerprint"], o["event"]): o for o in plan.outbox}
@@ -536,22 +545,14 @@ def _write_plan(conn: Connection, plan: Plan, existing: Mapping[str, Mapping[str
     return written
 
 
-def encode_finding(finding: Mapping[str, Any], evidence: str, cache: dict[Any, Any] | None = None) -> Encoded:
-    """``dumps(finding)`` of a finding dict (``FINDING_KEYS`` order) whose evidence is already
-    encoded as ``evidence``: the same text, without encoding the evidence again. ``cache`` keeps
-    the encoding of timestamps shared by many findings (a run's ``now``)."""
-    cache = {} if cache is None else cache
+def encode_finding(finding: Mapping[str, Any], evidence: str) -> Encoded:
+    """``dumps(finding)`` of a finding dict whose evidence is already encoded as ``evidence``:
+    the same text, without encoding the evidence again. The finding is encoded with a marker for
+    its evidence, then the marker is replaced: the first ``"evidence":`` key outside a string is
+    the finding's own (the keys before it hold no objects)."""
+    text_ = dumps({**finding, "evidence": _MARK})
+    return Encoded(text_.replace(_MARKED, '"evidence":' + evidence, 1))
 
-    def part(keys: Sequence[str]) -> str:
-        out = {}
-        for k in keys:
-            v = finding[k]
-            if type(v) is datetime:
-                enc = cache.get(v)
-                if enc is None:
-                    enc = cache[v] = {"$datetime": v.isoformat()}
-                v = enc
-            out[k] = v
-        return dumps(out)
 
-    return Encoded(part(_HEAD)[:-1] + ',"evidence":' + evidence + "," + part(_TAIL)[1:])
+_MARK = "\x00evidence\x00"
+_MARKED = '"evidence":' + dumps(_MARK)
