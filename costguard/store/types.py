@@ -139,30 +139,39 @@ def round_trips(value: Any) -> bool:
     """``loads(dumps(value)) == value``, with the same container and value types: only dicts with
     string keys (not one that reads as ``{"$decimal": …}``), lists and values the codec keeps
     (str, int, bool, None, finite float and Decimal, date, naive or UTC datetime)."""
-    same, stack = _SAME, [value]
+    same = _SAME
+    if type(value) in same:
+        return True
+    stack = [value]
     while stack:
-        v = stack.pop()
-        t = type(v)
-        if t in same:
-            continue
+        c = stack.pop()
+        t = type(c)
         if t is dict:
-            if len(v) == 1 and next(iter(v)) in _DECODERS:
+            if len(c) == 1 and next(iter(c)) in _DECODERS:
                 return False
-            for k in v:
+            for k in c:
                 if type(k) is not str:
                     return False
-            stack.extend(v.values())
+            items = c.values()
         elif t is list:
-            stack.extend(v)
-        elif t is Decimal:
-            if not v.is_finite():
-                return False
-        elif t is datetime:
-            if v.tzinfo is not None and v.tzinfo is not UTC:
-                return False
-        elif t is float:
-            if not math.isfinite(v):
-                return False
+            items = c
         else:
-            return False
+            items = (c,)
+        for v in items:
+            tv = type(v)
+            if tv in same:
+                continue
+            if tv is dict or tv is list:
+                stack.append(v)  # (no cycles: a value is encoded, which refuses them, before it is asked)
+            elif tv is Decimal:
+                if not v.is_finite():
+                    return False
+            elif tv is datetime:
+                if v.tzinfo is not None and v.tzinfo is not UTC:
+                    return False
+            elif tv is float:
+                if not math.isfinite(v):
+                    return False
+            else:
+                return False
     return True
