@@ -69,13 +69,29 @@ def _converter(t: TypeEngine, conn: Connection) -> Callable[[Any], Any]:
     return proc
 
 
-def _run(conn: Connection, stmt: Any, names: Sequence[str], types: Mapping[str, TypeEngine],
-         rows: Sequence[Mapping[str, Any]], replace: Mapping[str, Sequence[Any]] | None = None) -> None:
-    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(names) if stmt.is_insert else None)
+_COMPILED: dict[tuple[Any, ...], tuple[str, bool, tuple[str, ...]]] = {}
+
+
+def _compile(conn: Connection, key: tuple[Any, ...], build: Callable[[], Any], names: Sequence[str]) -> tuple[str, bool, tuple[str, ...]]:
+    """(SQL, positional, bind order) of a statement, compiled once per shape and dialect (a send
+    records its ledger rows with one small insert; compiling it each time would cost more)."""
+    full = (*key, conn.dialect.name, conn.dialect.paramstyle)
+    hit = _COMPILED.get(full)
+    if hit is None:
+        stmt = build()
+        c = stmt.compile(dialect=conn.dialect, column_keys=list(names) if stmt.is_insert else None)
+        hit = _COMPILED[full] = (c.string, bool(c.positional), tuple(c.positiontup or ()))
+    return hit
+
+
+def _run(conn: Connection, key: tuple[Any, ...], build: Callable[[], Any], names: Sequence[str],
+         types: Mapping[str, TypeEngine], rows: Sequence[Mapping[str, Any]],
+         replace: Mapping[str, Sequence[Any]] | None = None) -> None:
+    sql, positional, positiontup = _compile(conn, key, build, names)
     convert = {n: _converter(types[n], conn) for n in names}
     replace = replace or {}
-    if compiled.positional:
-        order = list(compiled.positiontup or ())
+    if positional:
+        order = list(positiontup)
         if sorted(order) != sorted(names):  # pragma: no cover - a statement shape this module does not build
             raise RuntimeError(f"bulk write: statement binds {order}, rows carry {list(names)}")
         spec = [(convert[n], n, replace.get(n)) for n in order]
@@ -84,7 +100,7 @@ def _run(conn: Connection, stmt: Any, names: Sequence[str], types: Mapping[str, 
     else:
         params = [{n: convert[n](r[n] if n not in replace else replace[n][i]) for n in names}
                   for i, r in enumerate(rows)]
-    conn.exec_driver_sql(compiled.string, params)
+    conn.exec_driver_sql(sql, params)
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
@@ -99,7 +115,8 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     for n, values in (replace or {}).items():
         if n not in names or len(values) != len(rows):
             raise ValueError(f"bulk write: replace {n!r} needs one value per row for a column the rows carry")
-    _run(conn, insert(table), names, {n: table.c[n].type for n in names}, rows, replace)
+    _run(conn, ("insert", table, tuple(names)), lambda: insert(table), names, {n: table.c[n].type for n in names},
+         rows, replace)
 
 
 def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -112,11 +129,14 @@ def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[Mapping
         if not cols:
             continue
         kb, vb = f"_k_{key}", {c: f"_v_{c}" for c in cols}
-        stmt = (update(table).where(table.c[key] == bindparam(kb, type_=table.c[key].type))
-                .values({c: bindparam(vb[c], type_=table.c[c].type) for c in cols}))
+
+        def build(kb: str = kb, vb: dict[str, str] = vb, cols: tuple[str, ...] = cols) -> Any:
+            return (update(table).where(table.c[key] == bindparam(kb, type_=table.c[key].type))
+                    .values({c: bindparam(vb[c], type_=table.c[c].type) for c in cols}))
+
         types = {kb: table.c[key].type, **{vb[c]: table.c[c].type for c in cols}}
         renamed = [{kb: r[key], **{vb[c]: r[c] for c in cols}} for r in group]
-        _run(conn, stmt, list(types), types, renamed)
+        _run(conn, ("update", table, key, cols), build, list(types), types, renamed)
 
 
 def _check_keys(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> None:
