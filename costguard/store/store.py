@@ -19,7 +19,7 @@ from ..errors import CostguardError, StoreError
 from ..model import SEVERITY_RANK, Finding
 from .engine import WRITE_OPTION, make_engine, redact_url, sqlite_file
 from .bulk import Encoded, insert_rows, update_rows
-from .lifecycle import FINDING_KEYS, ROW_KEYS, Plan, ReconcileResult, plan_reconcile, to_finding_dict
+from .lifecycle import ROW_KEYS, Plan, ReconcileResult, plan_reconcile, to_finding_dict
 from .schema import FINDING_STATUSES, RUN_STATUSES, TRIGGERS, finding_events, findings, outbox
 from .schema import runs, windows
 from .types import dumps, ensure_utc, loads, round_trips
