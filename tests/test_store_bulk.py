@@ -172,3 +172,19 @@ def test_settled_and_mark_done_select_exactly_the_ids_given(store_url):
         assert {n.id for n in d.pending()} == set(ids) - chosen
         # done rows are read from the database again, as any other
         assert {n.id for n in DeliveryStore(Store(store_url)).pending()} == set(ids) - chosen
+
+
+def test_select_rows_reads_what_sqlalchemy_reads(store_url):
+    from sqlalchemy import select
+
+    from costguard.store.bulk import select_rows
+
+    with Store.open(store_url) as s, s.transaction(write=True) as conn:
+        insert_rows(conn, findings, [finding_row(i, T1) for i in range(30)])
+        cols = list(findings.c)
+        where = findings.c.status == "open"
+        want = [dict(r) for r in conn.execute(select(*cols).where(where).order_by(findings.c.fingerprint)).mappings()]
+        got = select_rows(conn, cols, where, findings.c.fingerprint)
+    assert got == want
+    assert [type(v) for v in got[1].values()] == [type(v) for v in want[1].values()]
+    assert got[0]["last_seen"].tzinfo is UTC and isinstance(got[0]["monthly_cost"], Decimal)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Date, DateTime, Table, bindparam, insert, update
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 from .types import dumps
 
@@ -82,6 +82,44 @@ def _compile(conn: Connection, key: tuple[Any, ...], build: Callable[[], Any], n
         c = stmt.compile(dialect=conn.dialect, column_keys=list(names) if stmt.is_insert else None)
         hit = _COMPILED[full] = (c.string, bool(c.positional), tuple(c.positiontup or ()))
     return hit
+
+
+def reader(t: TypeEngine, conn: Connection) -> Callable[[Any], Any] | None:
+    """The Python value of one raw database value of a column of type ``t`` (what SQLAlchemy's
+    result processing gives), converted once per distinct value: a findings table holds a few
+    distinct timestamps (one per run) in thousands of rows. None: the raw value is the value."""
+    dialect = conn.dialect
+    proc = t.dialect_impl(dialect).result_processor(dialect, None)
+    if proc is None:
+        return None
+    memo: dict[Any, Any] = {}
+
+    def once(v: Any) -> Any:
+        try:
+            return memo[v]
+        except KeyError:
+            out = memo[v] = proc(v)
+            return out
+        except TypeError:  # pragma: no cover - an unhashable raw value
+            return proc(v)
+
+    return once
+
+
+def select_rows(conn: Connection, columns: Sequence[Any], where: Any, order_by: Any = None) -> list[dict[str, Any]]:
+    """``SELECT columns WHERE where [ORDER BY order_by]`` as dicts by column name, each typed
+    value converted by :func:`reader` (once per distinct raw value) instead of per row."""
+    from sqlalchemy import select, type_coerce
+
+    read = [(c.name, reader(c.type, conn)) for c in columns]
+    raw = [type_coerce(c, NullType()).label(c.name) if f is not None else c for c, (_, f) in zip(columns, read)]
+    names = [n for n, _ in read]
+    fs = [f for _, f in read]
+    out = []
+    q = select(*raw).where(where)
+    for r in conn.execute(q if order_by is None else q.order_by(order_by)):
+        out.append({n: (v if f is None or v is None else f(v)) for n, f, v in zip(names, fs, r)})
+    return out
 
 
 def _run(conn: Connection, key: tuple[Any, ...], build: Callable[[], Any], names: Sequence[str],

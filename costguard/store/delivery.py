@@ -12,7 +12,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
 
 from ..notify.dedup import Told
 from ..notify.model import Message, Notification
-from .bulk import insert_rows
+from .bulk import insert_rows, select_rows
 from .schema import ledger, messages, outbox, receiver_state
 from .store import Store
 from .types import ensure_utc
@@ -67,8 +67,8 @@ class DeliveryStore:
         (``Store.written_notifications``); the others are read and decoded."""
         c = outbox.c
         with self.store.transaction() as conn:
-            heads = conn.execute(select(c.id, c.fingerprint, c.event, c.created_at)
-                                 .where(c.done_at.is_(None)).order_by(c.id)).all()
+            heads = [(h["id"], h["fingerprint"], h["event"], h["created_at"])
+                     for h in select_rows(conn, [c.id, c.fingerprint, c.event, c.created_at], c.done_at.is_(None), c.id)]
             have = self.store.written_notifications([h[0] for h in heads])
             rest = [h[0] for h in heads if h[0] not in have]
             read = {}

@@ -18,7 +18,7 @@ from sqlalchemy.exc import NoSuchModuleError
 from ..errors import CostguardError, StoreError
 from ..model import SEVERITY_RANK, Finding
 from .engine import WRITE_OPTION, make_engine, redact_url, sqlite_file
-from .bulk import Encoded, insert_rows, update_rows
+from .bulk import Encoded, insert_rows, select_rows, update_rows
 from .lifecycle import ROW_KEYS, Plan, ReconcileResult, plan_reconcile, to_finding_dict
 from .schema import FINDING_STATUSES, RUN_STATUSES, TRIGGERS, finding_events, findings, outbox
 from .schema import runs, windows
@@ -320,12 +320,10 @@ class Store:
         """The stored rows ``plan_reconcile`` needs: every non-resolved finding and every one this
         run found. The evidence of a finding this run found is not decoded (this run's replaces
         it): it comes back as its stored JSON text, in the second dict, to compare with the new."""
-        cols = [findings.c[k] for k in ROW_KEYS if k != "evidence"]
-        text_of = cast(findings.c.evidence, Text).label("evidence")
+        cols = [*(findings.c[k] for k in ROW_KEYS if k != "evidence"), cast(findings.c.evidence, Text).label("evidence")]
 
-        def rows(where: Any) -> Iterator[dict[str, Any]]:
-            for r in conn.execute(select(*cols, text_of).where(where)).mappings():
-                yield dict(r)
+        def rows(where: Any) -> list[dict[str, Any]]:
+            return select_rows(conn, cols, where)
 
         existing = {r["fingerprint"]: r for r in rows(findings.c.status != "resolved")}
         for i in range(0, len(fps), _CHUNK):
