@@ -5,13 +5,18 @@ httpx client, a planned-message commit before and a ledger commit after every se
     python bench/notify_delivery.py --findings 10000 --owners 20 --per-finding 2000
 
 Prints one JSON object: seconds for reconcile, grouped delivery (one message per owner),
-per-finding delivery (one message per finding) and an idle delivery (nothing pending).
+per-finding delivery (one message per finding) and an idle delivery (nothing pending); then the
+console path of `costguard run` (the default receiver): reconcile + delivery of N new findings to
+the console, and of a second run where every other finding's cost moved (updated) — each as wall
+and CPU seconds (``resource.getrusage``; the CPU figure is the one to compare on a busy machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import resource
 import sys
 import tempfile
 import threading
@@ -26,6 +31,7 @@ from pydantic import SecretStr
 
 from costguard.logs import configure_logging
 from costguard.model import Finding, fingerprint
+from costguard.notify.console import ConsoleNotifier
 from costguard.notify.pipeline import Delivery
 from costguard.notify.routing import Router
 from costguard.notify.webhook import WebhookNotifier
@@ -55,14 +61,38 @@ def server() -> tuple[ThreadingHTTPServer, list[int]]:
     return srv, got
 
 
-def findings(n: int, owners: int, rule: str) -> list[Finding]:
+def findings(n: int, owners: int, rule: str, *, moved: int = 0) -> list[Finding]:
+    """``moved``: every ``moved``-th finding costs more (an "updated" on a second run)."""
     out = []
     for i in range(n):
         rid = f"i-{i:07d}"
+        cost = Decimal("12.3456789") + (Decimal(i % 97) if moved and i % moved == 0 else 0)
+        evidence = {"missing_keys": ["team"], "untagged_cost": cost, "window": {"start": "2026-02-08", "end": "2026-03-10"},
+                    "keys": ["team", "application"], "metric": "EffectiveCost"}
         out.append(Finding(fingerprint(rule, "AWS", "111", rid), rule, "tag", "warning", f"{rid} untagged", "missing tag",
-                           Decimal("12.3456789"), None, "USD", provider="AWS", account_id="111", resource_id=rid,
-                           owner=f"team-{i % owners:02d}", owner_reason="tag team", source="bench"))
+                           cost, None, "USD", provider="AWS", account_id="111", resource_id=rid,
+                           owner=f"team-{i % owners:02d}", owner_reason="tag team", source="bench", evidence=evidence))
     return out
+
+
+def cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def console_cycle(store: Store, batch: list[Finding], run_id: str, now: datetime) -> dict[str, float]:
+    """What `costguard run` does after the rules with the default receiver: reconcile, then deliver
+    to the console (output discarded)."""
+    console = ConsoleNotifier(io.StringIO())
+    d = Delivery(store=DeliveryStore(store), notifiers={"console": console},
+                 router=Router([], {}, ["console"], timedelta(days=7), frozenset({"console"})), clock=lambda: now)
+    c, t = cpu(), time.perf_counter()
+    store.reconcile(batch, run_id=run_id, now=now, evaluated_rules={"console"})
+    mid_c, mid_t = cpu(), time.perf_counter()
+    out = d.run(run_id)
+    assert not out.errors, out.errors
+    return {"reconcile_seconds": round(mid_t - t, 3), "reconcile_cpu": round(mid_c - c, 3),
+            "deliver_seconds": round(time.perf_counter() - mid_t, 3), "deliver_cpu": round(cpu() - mid_c, 3)}
 
 
 def deliver(store: Store, url: str, client: httpx.Client, group_by: tuple[str, ...], clock) -> float:
@@ -100,6 +130,11 @@ def main() -> None:
         result["per_finding_seconds"] = round(secs, 3)
         result["per_finding_messages"] = len(got)
         result["per_finding_messages_per_second"] = round(len(got) / secs, 1)
+        store.close()
+        store = Store.open(f"sqlite:///{Path(tmp) / 'console.db'}")
+        result["console_first"] = console_cycle(store, findings(a.findings, a.owners, "console"), "c1", T0)
+        result["console_incremental"] = console_cycle(store, findings(a.findings, a.owners, "console", moved=2), "c2",
+                                                      T0 + timedelta(days=1))
         store.close()
     srv.shutdown()
     json.dump(result, sys.stdout)

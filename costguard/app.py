@@ -136,7 +136,8 @@ def _check_template(loaded: LoadedConfig, receiver: str, name: str, path: str) -
 def _context(loaded: LoadedConfig, *, out: TextIO | None, clock: Callable[[], datetime], http: Any,
              contacts: dict[str, str] | None = None) -> BuildContext:
     return BuildContext(base_dir=loaded.base_dir, clock=clock, http=http,
-                        backfill_days=loaded.config.ingest.backfill_days, out=out, contacts=contacts or {})
+                        backfill_days=loaded.config.ingest.backfill_days, out=out, contacts=contacts or {},
+                        config_path=loaded.path)
 
 
 def build_notifiers(loaded: LoadedConfig, owners: Any, *, out: TextIO | None, clock: Callable[[], datetime], http: Any) -> dict[str, Any]:

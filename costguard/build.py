@@ -19,6 +19,7 @@ class BuildContext:
     backfill_days: int = 90
     out: Any = None              # the console stream (receivers)
     contacts: Mapping[str, str] = field(default_factory=dict)  # owner team -> contact (owners.yaml), for email
+    config_path: Path | None = None  # the config file, for the commands receivers suggest (console)
 
     def resolve(self, p: str) -> str:
         """A path from the config, relative to the config file; URIs are returned unchanged."""

@@ -156,7 +156,8 @@ class Delivery:
         settle: list[dict[str, Any]] = []
         grouped: dict[str, dict[str, tuple[dict[str, str], list[Item]]]] = defaultdict(dict)
         for (receiver, fp), (target, ns) in per.items():
-            ns.sort(key=lambda n: (n.created_at, abs(n.id)))
+            if len(ns) > 1:
+                ns.sort(key=lambda n: (n.created_at, abs(n.id)))
             finding = ns[-1].finding
             exc = self.exceptions.match(finding, now.date())
             d = needs_update([n.event for n in ns], told.get((receiver, fp)), now=now,

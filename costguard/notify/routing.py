@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 # Finding fields a route may match on or group by (a finding's "labels"); `account` is account_id.
 FIELDS = (
@@ -70,8 +70,26 @@ class Router:
     receivers: Sequence[str]            # every configured receiver, in config order
     repeat_interval: timedelta          # the default
     catch_all: frozenset[str] = frozenset()
+    # targets by the finding fields they depend on (a cycle routes thousands of findings that
+    # share an owner and the few fields routes match on)
+    _memo: dict[tuple[Any, ...], tuple[Target, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _matched: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    _MEMO_MAX: ClassVar[int] = 50_000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_matched", tuple(sorted({k for r in self.routes for k in (*r.match, *r.match_re)})))
 
     def targets(self, finding: Mapping[str, Any]) -> list[Target]:
+        """The receivers of ``finding`` (decided by its owner and the fields routes match on)."""
+        key = (finding.get("owner"), *[_text(finding.get(k)) for k in self._matched])
+        hit = self._memo.get(key)
+        if hit is None:
+            if len(self._memo) >= self._MEMO_MAX:
+                self._memo.clear()
+            hit = self._memo[key] = tuple(self._targets(finding))
+        return list(hit)
+
+    def _targets(self, finding: Mapping[str, Any]) -> list[Target]:
         out: dict[str, Target] = {}
 
         def add(name: str, group_by: tuple[str, ...] | None, repeat: timedelta | None, via: str) -> None:

@@ -115,7 +115,8 @@ def plan_reconcile(
     last_notified: Mapping[str, datetime] | None = None,
     repeat_after: timedelta | None = None,
 ) -> Plan:
-    """``existing``: stored rows of every present fingerprint and of every non-resolved finding.
+    """``existing``: stored rows of every present fingerprint and of every non-resolved finding
+    (the row of a present fingerprint may leave out ``evidence``: this run's replaces it).
     ``last_notified``: newest outbox row per open fingerprint; with ``repeat_after``, an open
     unchanged finding not notified for that long (or never) gets a "repeat" notification."""
     last_notified = last_notified or {}

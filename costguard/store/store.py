@@ -11,17 +11,18 @@ from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, inspect, select, text, update
+from sqlalchemy import Connection, Text, cast, delete, func, insert, inspect, select, text, update
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import NoSuchModuleError
 
 from ..errors import CostguardError, StoreError
 from ..model import SEVERITY_RANK, Finding
 from .engine import WRITE_OPTION, make_engine, redact_url, sqlite_file
-from .lifecycle import ROW_KEYS, ReconcileResult, plan_reconcile, to_finding_dict
+from .bulk import Encoded, insert_rows, select_rows, update_rows
+from .lifecycle import ROW_KEYS, Plan, ReconcileResult, plan_reconcile, to_finding_dict
 from .schema import FINDING_STATUSES, RUN_STATUSES, TRIGGERS, finding_events, findings, outbox
 from .schema import runs, windows
-from .types import ensure_utc
+from .types import dumps, ensure_utc, loads, round_trips
 from ..procs import ProcessId, owner_gone
 from .types import UTC
 
@@ -51,6 +52,9 @@ class Store:
             self._engine = make_engine(url)
         except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
             raise StoreError(f"cannot open state store {self.url}: {exc}") from exc
+        # outbox id -> (finding, detail) this object wrote and committed, for the delivery that
+        # follows in the same process (see ``written_notifications``)
+        self._written: dict[int, tuple[dict[str, Any], Any]] = {}
 
     @classmethod
     def open(cls, url: str) -> "Store":
@@ -285,11 +289,7 @@ class Store:
         now = ensure_utc(now, "now")
         fps = [f.fingerprint for f in findings_]
         with self._tx(write=persist) as conn:
-            existing = self._rows(conn, findings.c.status != "resolved")
-            for i in range(0, len(fps), _CHUNK):
-                chunk = [fp for fp in fps[i : i + _CHUNK] if fp not in existing]
-                if chunk:
-                    existing.update(self._rows(conn, findings.c.fingerprint.in_(chunk)))
+            existing, stored = self._existing(conn, fps)
             last = self._last_notified(conn, [fp for fp, r in existing.items() if r["status"] == "open"]) \
                 if repeat_after is not None else {}
             plan = plan_reconcile(
@@ -297,27 +297,48 @@ class Store:
                 evaluated_rules=evaluated_rules, skip_sources=skip_sources,
                 last_notified=last, repeat_after=repeat_after,
             )  # fmt: skip
-            if persist:
-                if plan.inserts:
-                    conn.execute(insert(findings), plan.inserts)
-                self._update_findings(conn, [_changed(existing[r["fingerprint"]], r) for r in plan.updates])
-                if plan.events:
-                    conn.execute(insert(finding_events), plan.events)
-                if plan.outbox:
-                    conn.execute(insert(outbox), plan.outbox)
+            written = _write_plan(conn, plan, existing, stored, now=now, run_id=run_id) if persist else None
+        if written is not None:  # committed
+            self._written = written
         return plan.result
 
+    def written_notifications(self, ids: Collection[int]) -> dict[int, tuple[dict[str, Any], Any]]:
+        """``(finding, detail)`` of the outbox rows among ``ids`` that the last ``reconcile`` of
+        this object wrote, as the values it encoded (only those whose JSON decodes to an equal
+        value of the same types: ``types.round_trips``), so the delivery that follows in the same
+        process does not decode 10,000 payloads it already has. Outbox payloads never change."""
+        have = self._written
+        return {i: have[i] for i in ids if i in have}
+
+    def forget_notifications(self, ids: Collection[int]) -> None:
+        """Settled outbox rows: no need to keep their payloads in memory."""
+        for i in ids:
+            self._written.pop(i, None)
+
     @staticmethod
-    def _update_findings(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        """Rows (by fingerprint) updated with one prepared statement per set of columns, executed
-        for many rows at once: one statement built per row cost ~1 ms each (9,000 findings: 9 s)."""
-        by_cols: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for row in rows:
-            by_cols.setdefault(tuple(k for k in row if k != "fingerprint"), []).append(row)
-        for cols, group in by_cols.items():
-            stmt = (update(findings).where(findings.c.fingerprint == bindparam("_fp"))
-                    .values({c: bindparam(f"_v_{c}") for c in cols}))
-            conn.execute(stmt, [{"_fp": r["fingerprint"], **{f"_v_{c}": r[c] for c in cols}} for r in group])
+    def _existing(conn: Connection, fps: Sequence[str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """The stored rows ``plan_reconcile`` needs: every non-resolved finding and every one this
+        run found. The evidence of a finding this run found is not decoded (this run's replaces
+        it): it comes back as its stored JSON text, in the second dict, to compare with the new."""
+        cols = [*(findings.c[k] for k in ROW_KEYS if k != "evidence"), cast(findings.c.evidence, Text).label("evidence")]
+
+        def rows(where: Any) -> list[dict[str, Any]]:
+            return select_rows(conn, cols, where)
+
+        existing = {r["fingerprint"]: r for r in rows(findings.c.status != "resolved")}
+        for i in range(0, len(fps), _CHUNK):
+            chunk = [fp for fp in fps[i : i + _CHUNK] if fp not in existing]
+            if chunk:
+                existing.update((r["fingerprint"], r) for r in rows(findings.c.fingerprint.in_(chunk)))
+        present = set(fps)
+        stored: dict[str, str] = {}
+        for fp, r in existing.items():
+            text_ = r.pop("evidence")
+            if fp in present:
+                stored[fp] = text_
+            else:  # resolved by this run (or left alone): its stored evidence is carried on
+                r["evidence"] = loads(text_) if text_ is not None else None
+        return existing, stored
 
     @staticmethod
     def _last_notified(conn: Connection, fps: Sequence[str]) -> dict[str, datetime]:
@@ -329,11 +350,6 @@ class Store:
                 # max() of a custom type comes back raw on SQLite: re-read it as UTC
                 out[fp] = at if isinstance(at, datetime) else datetime.fromisoformat(str(at))
         return {fp: (at if at.tzinfo else at.replace(tzinfo=UTC)) for fp, at in out.items()}
-
-    @staticmethod
-    def _rows(conn: Connection, where: Any) -> dict[str, dict[str, Any]]:
-        q = select(*(findings.c[k] for k in ROW_KEYS)).where(where)
-        return {r["fingerprint"]: dict(r) for r in conn.execute(q).mappings()}
 
     def list_findings(self, *, status: str = "open", kind: str | None = None, owner: str | None = None,
                       min_severity: str | None = None, rule: str | None = None) -> list[dict]:
@@ -459,8 +475,82 @@ __all__ = ["ABANDONED", "FindingLookupError", "ReconcileResult", "Store"]
 _ABSENT = object()
 
 
-def _changed(old: Mapping[str, Any], row: Mapping[str, Any]) -> dict[str, Any]:
-    """The fingerprint and the columns of ``row`` whose value differs from the stored ``old``: an
-    unchanged finding rewrites two columns, not its evidence (JSON encoded per row)."""
-    return {"fingerprint": row["fingerprint"],
-            **{k: v for k, v in row.items() if k != "fingerprint" and old.get(k, _ABSENT) != v}}
+def _write_plan(conn: Connection, plan: Plan, existing: Mapping[str, Mapping[str, Any]], stored: Mapping[str, str],
+                *, now: datetime, run_id: str) -> dict[int, tuple[dict[str, Any], Any]]:
+    """Write a reconcile plan: new rows, the changed columns of stored rows, history events and
+    the outbox. Each finding's evidence is JSON-encoded once: the same text is compared with the
+    stored one, written to the findings row and spliced into its outbox payload. Returns the
+    outbox rows written, by id, as ``(finding, detail)`` where their JSON round-trips."""
+    evidence: dict[str, tuple[Any, Encoded]] = {}
+
+    def evidence_text(fp: str, value: Any) -> Encoded:
+        have = evidence.get(fp)
+        if have is not None and have[0] is value:
+            return have[1]
+        text_ = Encoded(dumps(value))
+        evidence[fp] = (value, text_)
+        return text_
+
+    insert_rows(conn, findings, plan.inserts,
+                replace={"evidence": [evidence_text(r["fingerprint"], r["evidence"]) for r in plan.inserts]})
+    touched: list[str] = []  # found again, with nothing to write but last_seen and last_run_id
+    changed: list[dict[str, Any]] = []
+    for row in plan.updates:
+        fp = row["fingerprint"]
+        old = existing[fp]
+        diff = {k: v for k, v in row.items() if k != "evidence" and k != "fingerprint" and old.get(k, _ABSENT) != v}
+        if fp in stored:
+            text_ = evidence_text(fp, row["evidence"])
+            if text_ != stored[fp]:
+                diff["evidence"] = text_
+        elif old.get("evidence", _ABSENT) != row["evidence"]:
+            diff["evidence"] = evidence_text(fp, row["evidence"])
+        if diff.get("last_seen", _ABSENT) == now and diff.get("last_run_id", _ABSENT) == run_id:
+            del diff["last_seen"], diff["last_run_id"]
+            touched.append(fp)
+        if diff:
+            changed.append({"fingerprint": fp, **diff})
+    for i in range(0, len(touched), _CHUNK):
+        conn.execute(update(findings).where(findings.c.fingerprint.in_(touched[i : i + _CHUNK]))
+                     .values(last_seen=now, last_run_id=run_id))
+    update_rows(conn, findings, "fingerprint", changed)
+    details: dict[int, tuple[Any, Encoded]] = {}  # an event and its notification share one detail
+
+    def detail_text(value: Any) -> Encoded | None:
+        if value is None:
+            return None
+        have = details.get(id(value))
+        if have is None:
+            have = details[id(value)] = (value, Encoded(dumps(value)))  # the value kept: its id stays unique
+        return have[1]
+
+    insert_rows(conn, finding_events, plan.events, replace={"detail": [detail_text(e["detail"]) for e in plan.events]})
+    before = conn.execute(select(func.max(outbox.c.id))).scalar() or 0
+    insert_rows(conn, outbox, plan.outbox, replace={
+        "finding": [encode_finding(o["finding"], evidence_text(o["fingerprint"], o["finding"]["evidence"]))
+                    for o in plan.outbox],
+        "detail": [detail_text(o["detail"]) for o in plan.outbox],
+    })
+    if not plan.outbox:
+        return {}
+    mine = {(o["fingerprint"], o["event"]): o for o in plan.outbox}
+    q = select(outbox.c.id, outbox.c.fingerprint, outbox.c.event).where((outbox.c.id > before) & (outbox.c.run_id == run_id))
+    written: dict[int, tuple[dict[str, Any], Any]] = {}
+    for id_, fp, event in conn.execute(q):
+        o = mine.get((fp, event))
+        if o is not None and round_trips(o["finding"]) and round_trips(o["detail"]):
+            written[id_] = (o["finding"], o["detail"])
+    return written
+
+
+def encode_finding(finding: Mapping[str, Any], evidence: str) -> Encoded:
+    """``dumps(finding)`` of a finding dict whose evidence is already encoded as ``evidence``:
+    the same text, without encoding the evidence again. The finding is encoded with a marker for
+    its evidence, then the marker is replaced: the first ``"evidence":`` key outside a string is
+    the finding's own (the keys before it hold no objects)."""
+    text_ = dumps({**finding, "evidence": _MARK})
+    return Encoded(text_.replace(_MARKED, '"evidence":' + evidence, 1))
+
+
+_MARK = "\x00evidence\x00"
+_MARKED = '"evidence":' + dumps(_MARK)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
@@ -117,9 +118,60 @@ def _decode(obj: dict[str, Any]) -> Any:
     return obj
 
 
+_ENCODER = json.JSONEncoder(default=_encode, separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder(object_hook=_decode)
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_encode, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)  # one encoder, not one per call (10,000 findings: 30,000 calls)
 
 
 def loads(text: str | bytes) -> Any:
+    if isinstance(text, str):
+        return _DECODER.decode(text)
     return json.loads(text, object_hook=_decode)
+
+
+_SAME = frozenset({str, int, bool, type(None), date})
+
+
+def round_trips(value: Any) -> bool:
+    """``loads(dumps(value)) == value``, with the same container and value types: only dicts with
+    string keys (not one that reads as ``{"$decimal": …}``), lists and values the codec keeps
+    (str, int, bool, None, finite float and Decimal, date, naive or UTC datetime)."""
+    same = _SAME
+    if type(value) in same:
+        return True
+    stack = [value]
+    while stack:
+        c = stack.pop()
+        t = type(c)
+        if t is dict:
+            if len(c) == 1 and next(iter(c)) in _DECODERS:
+                return False
+            for k in c:
+                if type(k) is not str:
+                    return False
+            items = c.values()
+        elif t is list:
+            items = c
+        else:
+            items = (c,)
+        for v in items:
+            tv = type(v)
+            if tv in same:
+                continue
+            if tv is dict or tv is list:
+                stack.append(v)  # (no cycles: a value is encoded, which refuses them, before it is asked)
+            elif tv is Decimal:
+                if not v.is_finite():
+                    return False
+            elif tv is datetime:
+                if v.tzinfo is not None and v.tzinfo is not UTC:
+                    return False
+            elif tv is float:
+                if not math.isfinite(v):
+                    return False
+            else:
+                return False
+    return True
