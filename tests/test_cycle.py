@@ -59,6 +59,16 @@ def test_sample_totals_and_conformance(cli, sample_project):
     assert all(isinstance(v, float) and v >= 0 for v in phases.values())
 
 
+def test_the_cycle_gives_frozen_objects_back_to_the_garbage_collector(cli, sample_project):
+    """A cycle keeps the collector off what lives for the whole cycle, and gives it back after:
+    a daemon or a test runs many cycles in one process."""
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    cli("run", "--once", "-c", sample_project / "costguard.yaml", "--as-of", "2024-09-30")
+    assert gc.get_freeze_count() == 0
+
+
 def test_reingest_same_window_keeps_totals(cli, sample_project):
     cfg = sample_project / "costguard.yaml"
     cli("run", "--once", "-c", cfg, "--as-of", "2024-09-30")
