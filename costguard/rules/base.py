@@ -174,11 +174,12 @@ def ratio(num: Decimal, den: Decimal) -> Decimal:
 
 
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+_PLACES = tuple(Decimal(1).scaleb(-p) for p in range(11))
 
 
 def fmt_money(amount: Decimal, currency: str | None, places: int = 2) -> str:
     """Human text only: ``$1,234.50`` / ``1,234.50 CHF``."""
-    q = amount.quantize(Decimal(1).scaleb(-places))
+    q = amount.quantize(_PLACES[places] if places < len(_PLACES) else Decimal(1).scaleb(-places))
     sym = _SYMBOLS.get(currency or "")
     if sym:
         return f"-{sym}{-q:,}" if q < 0 else f"{sym}{q:,}"
