@@ -17,12 +17,14 @@ from costguard.rules.resources import (
     Cost,
     ResourceClass,
     Unjudged,
+    all_lake_costs,
     check_resource_filter,
     lake_costs,
     lake_monthly,
     monthly_cost,
     resource_finding,
     resources,
+    want_all_lake_costs,
     windows_evidence,
 )
 
@@ -135,6 +137,11 @@ class TagPolicy:
     Params = TagPolicyParams
     check_filter = staticmethod(check_resource_filter)
 
+    def prepare(self, rule: RuleInstance, ctx: RuleContext) -> None:
+        p: TagPolicyParams = rule.params  # type: ignore[assignment]
+        if p.source in ("lake", "both") and not p.resource_classes and not rule.filter:
+            want_all_lake_costs(ctx, p.window_days)
+
     def evaluate(self, rule: RuleInstance, ctx: RuleContext) -> list[Finding]:
         import polars as pl
 
@@ -151,7 +158,8 @@ class TagPolicy:
                 self._judge(rule, p, row, judge.violations(row.get("x_tags")), lambda row=row: monthly_cost(ctx.catalog, row),
                             out, unjudged, ctx)
         if p.source in ("lake", "both") and not p.resource_classes:
-            lake = lake_costs(apply_filter(ctx.costs, rule.filter), ctx.as_of, None, days=p.window_days).sort("lake_ResourceId")
+            lake = (lake_costs(apply_filter(ctx.costs, rule.filter), ctx.as_of, None, days=p.window_days) if rule.filter
+                    else all_lake_costs(ctx, p.window_days)).sort("lake_ResourceId")
             # only resources not judged from the inventory, whose tags break the policy and that may cost
             # min_monthly_cost (a float bound below the exact Decimal test in _judge, so it drops no candidate)
             fresh = [k not in seen for k in zip(lake["_prov"].to_list(), lake["_key"].to_list())]
