@@ -129,7 +129,8 @@ def tag_sets(lf: pl.LazyFrame, exprs: Sequence[pl.Expr], column: str = "x_Tags")
 
     # the distinct sets first, in memory: a lazy self-join made the streaming engine hold the
     # rows (team-spend-anomaly at 50M: 1.49 GB -> 0.99 GB peak)
-    return lf.select(pl.col(column).unique()).collect(engine="streaming").with_columns(*exprs)
+    out = lf.select(pl.col(column).unique()).collect(engine="streaming")
+    return out.with_columns(*exprs) if exprs else out
 
 
 def join_tag_sets(lf: pl.LazyFrame, lut: pl.DataFrame, column: str = "x_Tags") -> pl.LazyFrame:

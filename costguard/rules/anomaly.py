@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from costguard.model import Finding, fingerprint
-from costguard.rollup import join_tag_sets, tag_sets
+from costguard.rollup import join_tag_sets
 from costguard.rules.base import (
     DATE,
     DIMENSIONS,
@@ -27,6 +27,7 @@ from costguard.rules.base import (
     fmt_money,
     fmt_pct,
     normalise_key,
+    tag_sets,
     tag_value,
 )
 
@@ -176,12 +177,12 @@ def _any_of(cols: Sequence[str], keys: Sequence[tuple[Any, ...]]) -> list[pl.Exp
     return out
 
 
-def _tag_columns(lf: pl.LazyFrame, cols: Sequence[str]) -> pl.DataFrame | None:
-    """The lookup table of a ``tag:KEY`` column per tag dimension, per distinct tag set of ``lf``
-    (``rollup.tag_sets``): the JSON is read once per tag set (a few thousand), not once per row."""
+def _tag_columns(ctx: RuleContext, cols: Sequence[str]) -> pl.DataFrame | None:
+    """The lookup table of a ``tag:KEY`` column per tag dimension, per distinct tag set of the
+    rollup (``base.tag_sets``): the JSON is read once per tag set (a few thousand), not once per row."""
     if not cols:
         return None
-    return tag_sets(lf, [tag_value(c[len(TAG_PREFIX):]).alias(c) for c in dict.fromkeys(cols)])
+    return tag_sets(ctx, [tag_value(c[len(TAG_PREFIX):]).alias(c) for c in dict.fromkeys(cols)])
 
 
 @RULES.register("anomaly")
@@ -246,7 +247,7 @@ class Anomaly:
             return []
         keys = [*p.group_by, "BillingCurrency"]
         bare = lf.filter((pl.col(DATE) >= start) & (pl.col(DATE) <= end))
-        lut = _tag_columns(bare, [c for c in (*p.group_by, *p.root_cause_by) if c.startswith(TAG_PREFIX)])
+        lut = _tag_columns(ctx, [c for c in (*p.group_by, *p.root_cause_by) if c.startswith(TAG_PREFIX)])
         daily = (
             (bare if lut is None else join_tag_sets(bare, lut))
             .group_by(*_group_exprs(p.group_by), "BillingCurrency", DATE)

@@ -109,6 +109,18 @@ def tag_value(key: str) -> pl.Expr:
     return pl.col(TAGS).str.json_path_match(f"$[{json.dumps(normalise_key(key), ensure_ascii=False)}]")
 
 
+def tag_sets(ctx: RuleContext, exprs: Sequence[pl.Expr]) -> pl.DataFrame:
+    """Every distinct ``x_Tags`` of the context's rollup (read once per evaluation and shared by
+    the rules) with ``exprs`` computed on each: the lookup table ``rollup.join_tag_sets`` joins
+    to any of the rollup's rows (tag-coverage, tag dimensions of anomalies)."""
+    from costguard.rollup import tag_sets as distinct
+
+    key = "tag_sets"
+    if key not in ctx.memo:
+        ctx.memo[key] = distinct(ctx.costs, [])
+    return ctx.memo[key].with_columns(*exprs) if exprs else ctx.memo[key]
+
+
 def as_categories(lf: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
     """``columns`` (strings) as Categorical, for a group-by that picks a value per group
     (``first``, ``max_by``): polars' group-by holds picked strings per row and group, categories as

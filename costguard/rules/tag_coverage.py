@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from costguard.model import Finding, fingerprint
 from costguard.rules import tagkeys
-from costguard.rollup import per_tag_set
+from costguard.rollup import join_tag_sets
 from costguard.rules.base import (
     DIMENSIONS,
     RULES,
@@ -26,6 +26,7 @@ from costguard.rules.base import (
     iso_window,
     normalise_key,
     ratio,
+    tag_sets,
     to_month,
 )
 
@@ -108,7 +109,7 @@ class TagCoverage:
         window = (apply_filter(ctx.costs, rule.filter)
                   .filter(day_range(start, ctx.as_of + timedelta(days=1)) & (pl.col("ChargeCategory") == "Usage")))
         rows = (
-            per_tag_set(window, has)  # the JSON read once per tag set, not per row
+            join_tag_sets(window, tag_sets(ctx, has))  # the JSON read once per tag set, not per row
             .with_columns(pl.all_horizontal([f"_has{i}" for i in range(len(p.keys))]).alias("_tagged"))
             .cache()  # the tag lookups once for the three queries (each pushed its own filter down: 1.3 s -> 0.8 s at 10M)
         )
