@@ -85,7 +85,11 @@ ParamsModel = Params  # the base class, under a name the Protocol below can use
 
 
 class Rule(Protocol):
-    """A rule kind: a class registered in :data:`RULES`, instantiated once per rule instance."""
+    """A rule kind: a class registered in :data:`RULES`, instantiated once per rule instance.
+
+    It may also define ``prepare(rule, ctx)``: the engine calls it for every rule before any is
+    evaluated, so a kind can note in ``ctx.memo`` what it will read and the rules evaluated before it
+    compute that once for all (``resources.want_all_lake_costs``)."""
 
     kind_name: ClassVar[str]  # set by RULES.register
     finding_kind: ClassVar[str]
