@@ -107,11 +107,22 @@ class Catalog:
         self._types = types
         self._factors = factors
         self._index: dict[tuple[str, str, str, str], list[InstanceType]] | None = None
+        self._found: dict[tuple[str | None, str, str | None, str | None], Price | None] = {}
         self.files = tuple(files)  # user catalogue files layered over the bundled one
 
     def price(self, provider: str | None, resource_class: str, sku: str | None, region: str | None) -> Price | None:
         """The list price in ``region``: an exact row, an any-region row, or (flagged estimated)
-        the base region's price × the region's factor. None when the catalogue has no price."""
+        the base region's price × the region's factor. None when the catalogue has no price.
+        Answers are kept (prices are immutable): rightsizing asks for the same few thousand
+        (type, region) pairs tens of thousands of times per evaluation."""
+        key = (provider, resource_class, sku, region)
+        try:
+            return self._found[key]
+        except KeyError:
+            got = self._found[key] = self._price(provider, resource_class, sku, region)
+            return got
+
+    def _price(self, provider: str | None, resource_class: str, sku: str | None, region: str | None) -> Price | None:
         if not provider or not sku:
             return None
         p, c, s, r = provider.lower(), resource_class, sku.lower(), (region or "").lower()

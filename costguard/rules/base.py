@@ -85,7 +85,11 @@ ParamsModel = Params  # the base class, under a name the Protocol below can use
 
 
 class Rule(Protocol):
-    """A rule kind: a class registered in :data:`RULES`, instantiated once per rule instance."""
+    """A rule kind: a class registered in :data:`RULES`, instantiated once per rule instance.
+
+    It may also define ``prepare(rule, ctx)``: the engine calls it for every rule before any is
+    evaluated, so a kind can note in ``ctx.memo`` what it will read and the rules evaluated before it
+    compute that once for all (``resources.want_all_lake_costs``)."""
 
     kind_name: ClassVar[str]  # set by RULES.register
     finding_kind: ClassVar[str]
@@ -107,6 +111,18 @@ def tag_value(key: str) -> pl.Expr:
     import polars as pl
 
     return pl.col(TAGS).str.json_path_match(f"$[{json.dumps(normalise_key(key), ensure_ascii=False)}]")
+
+
+def tag_sets(ctx: RuleContext, exprs: Sequence[pl.Expr]) -> pl.DataFrame:
+    """Every distinct ``x_Tags`` of the context's rollup (read once per evaluation and shared by
+    the rules) with ``exprs`` computed on each: the lookup table ``rollup.join_tag_sets`` joins
+    to any of the rollup's rows (tag-coverage, tag dimensions of anomalies)."""
+    from costguard.rollup import tag_sets as distinct
+
+    key = "tag_sets"
+    if key not in ctx.memo:
+        ctx.memo[key] = distinct(ctx.costs, [])
+    return ctx.memo[key].with_columns(*exprs) if exprs else ctx.memo[key]
 
 
 def as_categories(lf: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
@@ -174,11 +190,12 @@ def ratio(num: Decimal, den: Decimal) -> Decimal:
 
 
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+_PLACES = tuple(Decimal(1).scaleb(-p) for p in range(11))
 
 
 def fmt_money(amount: Decimal, currency: str | None, places: int = 2) -> str:
     """Human text only: ``$1,234.50`` / ``1,234.50 CHF``."""
-    q = amount.quantize(Decimal(1).scaleb(-places))
+    q = amount.quantize(_PLACES[places] if places < len(_PLACES) else Decimal(1).scaleb(-places))
     sym = _SYMBOLS.get(currency or "")
     if sym:
         return f"-{sym}{-q:,}" if q < 0 else f"{sym}{q:,}"

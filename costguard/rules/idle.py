@@ -169,7 +169,14 @@ class Idle:
         p: IdleParams = rule.params  # type: ignore[assignment]
         rows = resources(ctx, rule.filter, CLASSES).sort("resource_id").to_dicts()
         now = datetime.combine(ctx.as_of, time.max, tzinfo=timezone.utc)
-        costs = {id(r): monthly_cost(ctx.catalog, r) for r in rows}
+        priced: dict[int, Cost | None] = {}
+
+        def cost_of(r: Mapping[str, Any]) -> Cost | None:  # priced only for resources a check hits
+            k = id(r)
+            if k not in priced:
+                priced[k] = monthly_cost(ctx.catalog, r)
+            return priced[k]
+
         volumes_by_account: dict[tuple[Any, Any], set[str]] = {}
         attached: dict[tuple[Any, str], list[dict[str, Any]]] = {}
         for r in rows:
@@ -183,7 +190,7 @@ class Idle:
         out: list[Finding] = []
         unjudged = Unjudged()
         for r in rows:
-            cost = costs[id(r)]
+            stopped_cost: Cost | None = None
             cls = r["resource_class"]
             hits: list[Hit] = []
             age = (now - r["created_at"]).days if r.get("created_at") else None
@@ -191,64 +198,65 @@ class Idle:
                 on_stopped = checks.stopped_instance.enabled and (r["provider"], str(r.get("attached_to") or "").lower()) in stopped
                 if checks.unattached_volume.enabled and not r.get("attached_to") and (r.get("state") or "").lower() != "in-use" \
                         and (age is None or age >= checks.unattached_volume.min_age_days):
-                    hits.append(self._remove("unattached_volume", cost, f"unattached {_size(r)}{r.get('sku') or ''} volume",
+                    hits.append(self._remove("unattached_volume", cost_of(r), f"unattached {_size(r)}{r.get('sku') or ''} volume",
                                              "delete it (snapshot it first if the data matters)", {"state": r.get("state")}))
                 if checks.gp2_volume.enabled and (r.get("sku") or "").lower() == "gp2" and not on_stopped:
-                    hits.append(self._convert(ctx.catalog, r, cost, "gp2_volume", "gp3"))
+                    hits.append(self._convert(ctx.catalog, r, cost_of(r), "gp2_volume", "gp3"))
                 if checks.io1_volume.enabled and (r.get("sku") or "").lower() == "io1" and not on_stopped:
-                    hits.append(self._convert(ctx.catalog, r, cost, "io1_volume", "io2"))
+                    hits.append(self._convert(ctx.catalog, r, cost_of(r), "io1_volume", "io2"))
             elif cls == "address":
                 if checks.unassociated_address.enabled and not r.get("attached_to"):
-                    hits.append(self._remove("unassociated_address", cost, "public address associated with nothing",
+                    hits.append(self._remove("unassociated_address", cost_of(r), "public address associated with nothing",
                                              "release it"))
             elif cls == "snapshot":
                 c = checks.old_snapshot
                 if c.enabled and age is not None and age > c.older_than_days:
-                    hits.append(self._remove("old_snapshot", cost, f"snapshot {age} days old (older than {c.older_than_days})",
+                    hits.append(self._remove("old_snapshot", cost_of(r), f"snapshot {age} days old (older than {c.older_than_days})",
                                              "delete it, or move it to the archive tier", {"age_days": age}))
                 src = str(r.get("source_id") or "").lower()
                 vols = volumes_by_account.get((r["provider"], r["account_id"]))
                 if checks.orphan_snapshot.enabled and src and vols and src not in vols:
-                    hits.append(self._remove("orphan_snapshot", cost, f"snapshot of {r['source_id']}, which no longer exists",
+                    hits.append(self._remove("orphan_snapshot", cost_of(r), f"snapshot of {r['source_id']}, which no longer exists",
                                              "delete it unless it is a backup you keep on purpose", {"source_id": r["source_id"]}))
             elif cls == "instance":
                 state = (r.get("state") or "").lower()
                 if state == "stopped":
                     if checks.stopped_instance.enabled:
-                        hit = self._stopped(ctx.catalog, r, attached.get((r["provider"], str(r["resource_id"]).lower()), []), costs)
+                        hit = self._stopped(ctx.catalog, r, attached.get((r["provider"], str(r["resource_id"]).lower()), []), cost_of)
                         if hit is not None:
                             hits.append(hit)
-                            cost = Cost(hit.details["attached_monthly_cost"], hit.details["currency"],
-                                        "lake" if hit.details["all_from_lake"] else "catalogue", hit.savings_formula or "")
+                            stopped_cost = Cost(hit.details["attached_monthly_cost"], hit.details["currency"],
+                                                "lake" if hit.details["all_from_lake"] else "catalogue", hit.savings_formula or "")
                 else:
                     c2 = checks.idle_instance
                     cpu = r.get("cpu_p95")
                     if c2.enabled and cpu is not None and cpu < c2.cpu_p95_below and (r.get("metrics_days") or 0) >= c2.min_metrics_days \
                             and (c2.cpu_max_below is None or (r.get("cpu_max") is not None and r["cpu_max"] < c2.cpu_max_below)):
-                        hits.append(self._remove("idle_instance", cost, f"idle: CPU p95 {cpu:g}% over {r['metrics_days']} days",
+                        hits.append(self._remove("idle_instance", cost_of(r), f"idle: CPU p95 {cpu:g}% over {r['metrics_days']} days",
                                                  "stop or terminate it (or schedule it off-hours)",
                                                  {"cpu_p95": cpu, "cpu_max": r.get("cpu_max"), "metrics_days": r.get("metrics_days")}))
                     if checks.previous_generation.enabled:
-                        hit = self._previous_generation(ctx.catalog, r, cost, checks.previous_generation)
+                        hit = self._previous_generation(ctx.catalog, r, lambda: cost_of(r), checks.previous_generation)
                         if hit is not None:
                             hits.append(hit)
             elif cls == "load_balancer":
                 c3 = checks.idle_load_balancer
                 if c3.enabled and r.get("healthy_targets") is not None and r["healthy_targets"] <= c3.max_healthy_targets:
-                    hits.append(self._remove("idle_load_balancer", cost, f"load balancer with {r['healthy_targets']} healthy target(s)",
+                    hits.append(self._remove("idle_load_balancer", cost_of(r), f"load balancer with {r['healthy_targets']} healthy target(s)",
                                              "delete it", {"healthy_targets": r["healthy_targets"]}))
             elif cls == "nat_gateway":
                 c4 = checks.idle_nat_gateway
                 if c4.enabled and r.get("bytes_30d") is not None and Decimal(str(r["bytes_30d"])) <= c4.max_gb_30d * 10**9:
                     gb = (Decimal(str(r["bytes_30d"])) / 10**9).quantize(Decimal("0.001"))
-                    hits.append(self._remove("idle_nat_gateway", cost, f"NAT gateway that processed {gb} GB in 30 days",
+                    hits.append(self._remove("idle_nat_gateway", cost_of(r), f"NAT gateway that processed {gb} GB in 30 days",
                                              "delete it", {"gb_30d": gb}))
             elif cls == "log_group":
                 c5 = checks.log_retention
                 if c5.enabled and r.get("retention_days") is None:
-                    hits.append(self._retention(ctx.catalog, r, cost, age, c5.suggested_days))
+                    hits.append(self._retention(ctx.catalog, r, cost_of(r), age, c5.suggested_days))
             if not hits:
                 continue
+            cost = stopped_cost if stopped_cost is not None else cost_of(r)
             if cost is None:
                 unjudged.add(r, "no price", None)
                 continue
@@ -289,10 +297,11 @@ class Idle:
         return Hit(check, savings, title, f"change the volume type to {target} (no downtime)", details, formula)
 
     @staticmethod
-    def _stopped(catalog: Catalog, r: Mapping[str, Any], att: list[dict[str, Any]], costs: Mapping[int, Cost | None]) -> Hit | None:
+    def _stopped(catalog: Catalog, r: Mapping[str, Any], att: list[dict[str, Any]],
+                 cost_of: Callable[[Mapping[str, Any]], Cost | None]) -> Hit | None:
         if not att:
             return None
-        parts = [(a, costs[id(a)]) for a in att]
+        parts = [(a, cost_of(a)) for a in att]
         priced = [(a, c) for a, c in parts if c is not None]
         if not priced:
             return None
@@ -312,10 +321,12 @@ class Idle:
                    formula)
 
     @staticmethod
-    def _previous_generation(catalog: Catalog, r: Mapping[str, Any], cost: Cost | None, c: PreviousGeneration) -> Hit | None:
+    def _previous_generation(catalog: Catalog, r: Mapping[str, Any], cost_of: Callable[[], Cost | None],
+                             c: PreviousGeneration) -> Hit | None:
         t = catalog.instance_type(r.get("provider"), "instance", r.get("sku"))
         if t is None or (t.current and t.family not in c.families):
             return None
+        cost = cost_of()
         region = r.get("region")
         now = catalog.price(r.get("provider"), "instance", t.name, region)
         cls_letter = _class_letters(t.family)

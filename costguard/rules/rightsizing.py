@@ -83,6 +83,7 @@ class Rightsizing:
         rows = resources(ctx, rule.filter, p.resource_classes).sort("resource_id").to_dicts()
         out: list[Finding] = []
         unjudged = Unjudged()
+        ranked: dict[tuple[Any, ...], list[tuple[InstanceType, Price]]] = {}
         for r in rows:
             if (r.get("state") or "running").lower() in STOPPED_STATES:
                 continue
@@ -105,7 +106,7 @@ class Rightsizing:
             if now is None:
                 unjudged.add(r, "no catalogue price in its region", cost)
                 continue
-            f = self._judge(rule, p, ctx, r, t, now, cpu)
+            f = self._judge(rule, p, ctx, r, t, now, cpu, ranked)
             if f is not None:
                 out.append(f)
         return out + unjudged.findings(
@@ -124,27 +125,39 @@ class Rightsizing:
 
     @staticmethod
     def target(catalog: Catalog, p: RightsizingParams, t: InstanceType, provider: Any, region: Any, now: Price,
-               vcpu: Decimal, memory: Decimal) -> tuple[InstanceType, Price] | None:
-        best: tuple[tuple, InstanceType, Price] | None = None
-        pool = catalog.instance_types(provider, t.resource_class, family=t.family) if p.family_scope == "same" \
-            else catalog.instance_types(provider, t.resource_class, group=t.group)
-        for c in pool:
+               vcpu: Decimal, memory: Decimal, ranked: dict[tuple[Any, ...], list[tuple[InstanceType, Price]]] | None = None,
+               ) -> tuple[InstanceType, Price] | None:
+        """The cheapest type of the pool that fits (then fewest vCPU, least memory, the current
+        type on a tie, then by name). ``ranked`` keeps each (pool, region, currency)'s priced types
+        in that order between calls of one evaluation, so each resource scans from the cheapest."""
+        scope = ("f", t.family) if p.family_scope == "same" else ("g", t.group)
+        key = (provider, t.resource_class, *scope, region, now.currency)
+        order = None if ranked is None else ranked.get(key)
+        if order is None:
+            pool = catalog.instance_types(provider, t.resource_class, family=t.family) if p.family_scope == "same" \
+                else catalog.instance_types(provider, t.resource_class, group=t.group)
+            priced = [(c, catalog.price(provider, t.resource_class, c.name, region)) for c in pool]
+            order = sorted(((c, pr) for c, pr in priced if pr is not None and pr.currency == now.currency),
+                           key=lambda cp: (cp[1].amount, cp[0].vcpu, cp[0].memory_gib, cp[0].name))
+            if ranked is not None:
+                ranked[key] = order
+        best: tuple[InstanceType, Price] | None = None
+        for c, price in order:
+            if best is not None and (price.amount, c.vcpu, c.memory_gib) != (best[1].amount, best[0].vcpu, best[0].memory_gib):
+                break  # past the cheapest fitting type and its ties
             if c.architecture != t.architecture or c.gpu != t.gpu or c.vcpu < vcpu or c.memory_gib < memory:
                 continue
             if not c.current and c.name != t.name:
                 continue
-            price = catalog.price(provider, t.resource_class, c.name, region)
-            if price is None or price.currency != now.currency:
-                continue
-            key = (price.amount, c.vcpu, c.memory_gib, c.name != t.name, c.name)
-            if best is None or key < best[0]:
-                best = (key, c, price)
-        return (best[1], best[2]) if best else None
+            if best is None or c.name == t.name:  # on a tie the current type wins (no change to make)
+                best = (c, price)
+        return best
 
     def _judge(self, rule: RuleInstance, p: RightsizingParams, ctx: RuleContext, r: Mapping[str, Any], t: InstanceType,
-               now: Price, cpu: float) -> Finding | None:
+               now: Price, cpu: float,
+               ranked: dict[tuple[Any, ...], list[tuple[InstanceType, Price]]] | None = None) -> Finding | None:
         vcpu, memory = self.need(p, t, cpu, r.get("cpu_max"), r.get("mem_p95"))
-        got = self.target(ctx.catalog, p, t, r.get("provider"), r.get("region"), now, vcpu, memory)
+        got = self.target(ctx.catalog, p, t, r.get("provider"), r.get("region"), now, vcpu, memory, ranked)
         if got is None:
             return None
         new, price = got

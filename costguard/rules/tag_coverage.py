@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from costguard.model import Finding, fingerprint
 from costguard.rules import tagkeys
-from costguard.rollup import per_tag_set
+from costguard.rollup import join_tag_sets
 from costguard.rules.base import (
     DIMENSIONS,
     RULES,
@@ -26,6 +26,7 @@ from costguard.rules.base import (
     iso_window,
     normalise_key,
     ratio,
+    tag_sets,
     to_month,
 )
 
@@ -108,7 +109,7 @@ class TagCoverage:
         window = (apply_filter(ctx.costs, rule.filter)
                   .filter(day_range(start, ctx.as_of + timedelta(days=1)) & (pl.col("ChargeCategory") == "Usage")))
         rows = (
-            per_tag_set(window, has)  # the JSON read once per tag set, not per row
+            join_tag_sets(window, tag_sets(ctx, has))  # the JSON read once per tag set, not per row
             .with_columns(pl.all_horizontal([f"_has{i}" for i in range(len(p.keys))]).alias("_tagged"))
             .cache()  # the tag lookups once for the three queries (each pushed its own filter down: 1.3 s -> 0.8 s at 10M)
         )
@@ -168,12 +169,19 @@ class TagCoverage:
     def _group_findings(
         self, rule: RuleInstance, groups: pl.DataFrame, resources: pl.DataFrame, start: Any, ctx: RuleContext
     ) -> list[Finding]:
+        import polars as pl
+
         p: TagCoverageParams = rule.params
         gcols = list(p.group_by)
         keycols = self._keys(p)
-        res_by_group: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-        for r in resources.sort("_untagged", "ResourceId", descending=[True, False]).iter_rows(named=True):
-            res_by_group.setdefault(tuple(r[c] for c in keycols), []).append(r)
+        # per group: how many resources, how many untagged, the TOP_N costliest untagged (counted in
+        # polars: a group's resources are thousands of rows, its finding needs three of them)
+        counts = {tuple(r[:-2]): (r[-2], r[-1]) for r in resources.group_by(keycols).agg(
+            pl.len().alias("_n"), (~pl.col("_res_tagged")).sum().alias("_n_untagged")).iter_rows()}
+        top_by_group: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for r in (resources.filter(~pl.col("_res_tagged")).sort("_untagged", "ResourceId", descending=[True, False])
+                  .group_by(keycols, maintain_order=True).head(TOP_N).iter_rows(named=True)):
+            top_by_group.setdefault(tuple(r[c] for c in keycols), []).append({"resource_id": r["ResourceId"], "cost": r["_untagged"]})
 
         out = []
         for g in groups.sort(keycols, nulls_last=True).iter_rows(named=True):
@@ -183,9 +191,9 @@ class TagCoverage:
                 continue
             untagged = total - tagged
             cur = g["BillingCurrency"]
-            res = res_by_group.get(tuple(g[c] for c in keycols), [])
-            n_untagged = sum(1 for r in res if not r["_res_tagged"])
-            top = [{"resource_id": r["ResourceId"], "cost": r["_untagged"]} for r in res if not r["_res_tagged"]][:TOP_N]
+            gkey = tuple(g[c] for c in keycols)
+            n_res, n_untagged = counts.get(gkey, (0, 0))
+            top = top_by_group.get(gkey, [])
             missing = {k: g[f"_missing{i}"] for i, k in enumerate(p.keys) if g[f"_missing{i}"]}
             missing = dict(sorted(missing.items(), key=lambda kv: -kv[1]))
             coverage = ratio(tagged, total)
@@ -207,7 +215,7 @@ class TagCoverage:
                           f"of {p.metric} carries {keys_text} (target {fmt_pct(p.min_coverage, 2)}%)",
                     summary=(
                         f"{fmt_money(untagged, cur)} of {fmt_money(total, cur)} {p.metric} (Usage, {start} to {ctx.as_of}) "
-                        f"lacks {keys_text}; {n_untagged} of {len(res)} resources are untagged."
+                        f"lacks {keys_text}; {n_untagged} of {n_res} resources are untagged."
                         + (f" Top untagged: {top_text}." if top else "")
                     ),
                     monthly_cost=to_month(untagged, p.window_days),
@@ -221,11 +229,11 @@ class TagCoverage:
                     source=g.get("x_Source") if "x_Source" in gcols else None,
                     evidence={
                         "coverage": coverage,
-                        "count_coverage": ratio(Decimal(len(res) - n_untagged), Decimal(len(res))) if res else None,
+                        "count_coverage": ratio(Decimal(n_res - n_untagged), Decimal(n_res)) if n_res else None,
                         "untagged_cost": untagged,
                         "tagged_cost": tagged,
                         "total_cost": total,
-                        "resources_total": len(res),
+                        "resources_total": n_res,
                         "resources_untagged": n_untagged,
                         "window": iso_window(start, ctx.as_of),
                         "keys": list(p.keys),

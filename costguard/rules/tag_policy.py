@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -17,12 +17,14 @@ from costguard.rules.resources import (
     Cost,
     ResourceClass,
     Unjudged,
+    all_lake_costs,
     check_resource_filter,
     lake_costs,
     lake_monthly,
     monthly_cost,
     resource_finding,
     resources,
+    want_all_lake_costs,
     windows_evidence,
 )
 
@@ -135,35 +137,50 @@ class TagPolicy:
     Params = TagPolicyParams
     check_filter = staticmethod(check_resource_filter)
 
+    def prepare(self, rule: RuleInstance, ctx: RuleContext) -> None:
+        p: TagPolicyParams = rule.params  # type: ignore[assignment]
+        if p.source in ("lake", "both") and not p.resource_classes and not rule.filter:
+            want_all_lake_costs(ctx, p.window_days)
+
     def evaluate(self, rule: RuleInstance, ctx: RuleContext) -> list[Finding]:
+        import polars as pl
+
         p: TagPolicyParams = rule.params  # type: ignore[assignment]
         out: list[Finding] = []
         unjudged = Unjudged()
+        judge = _Judge(p)
         seen: set[tuple[str, str]] = set()
-        judged: dict[str | None, tuple[dict[str, Any], list[dict[str, Any]]]] = {}  # tags JSON -> (tags, violations)
         if p.source in ("inventory", "both"):
-            inv = resources(ctx, rule.filter, p.resource_classes or None, days=p.window_days)
-            for row in inv.sort("resource_id").iter_rows(named=True):
-                seen.add((str(row["provider"]).lower(), str(row["resource_id"]).lower()))
-                self._judge(rule, p, row, row.get("x_tags"), lambda row=row: monthly_cost(ctx.catalog, row), out, unjudged, ctx, judged)
+            inv = resources(ctx, rule.filter, p.resource_classes or None, days=p.window_days).sort("resource_id")
+            seen.update(zip((str(v).lower() for v in inv["provider"]), (str(v).lower() for v in inv["resource_id"])))
+            inv = inv.filter(pl.Series(judge.breaks_each(inv["x_tags"].to_list()), dtype=pl.Boolean))
+            for row in inv.iter_rows(named=True):
+                self._judge(rule, p, row, judge.violations(row.get("x_tags")), lambda row=row: monthly_cost(ctx.catalog, row),
+                            out, unjudged, ctx)
         if p.source in ("lake", "both") and not p.resource_classes:
-            lake = lake_costs(apply_filter(ctx.costs, rule.filter), ctx.as_of, None, days=p.window_days)
-            for row in lake.sort("lake_ResourceId").iter_rows(named=True):
-                if (row["_prov"], row["_key"]) in seen:
-                    continue
+            lake = (lake_costs(apply_filter(ctx.costs, rule.filter), ctx.as_of, None, days=p.window_days) if rule.filter
+                    else all_lake_costs(ctx, p.window_days)).sort("lake_ResourceId")
+            # only resources not judged from the inventory, whose tags break the policy and that may cost
+            # min_monthly_cost (a float bound below the exact Decimal test in _judge, so it drops no candidate)
+            fresh = [k not in seen for k in zip(lake["_prov"].to_list(), lake["_key"].to_list())]
+            breaks = judge.breaks_each(lake["lake_x_Tags"].to_list())
+            floor = float(p.min_monthly_cost) * (1 - 1e-9) - 1e-9
+            costly = lake.select(
+                pl.col("_cost").is_null() | (pl.col("_cost").cast(pl.Float64) * 30
+                                             >= floor * pl.col("_days").fill_null(p.window_days).cast(pl.Float64))
+            ).to_series().to_list()
+            lake = lake.filter(pl.Series([a and b and c for a, b, c in zip(fresh, breaks, costly)], dtype=pl.Boolean))
+            for row in lake.iter_rows(named=True):
                 r = {**row, "provider": row["lake_ProviderName"], "account_id": row["lake_SubAccountId"],
                      "resource_id": row["lake_ResourceId"], "region": row["lake_RegionId"]}
-                self._judge(rule, p, r, row.get("lake_x_Tags"), lambda row=row: lake_monthly(row, p.window_days), out, unjudged, ctx, judged)
+                self._judge(rule, p, r, judge.violations(row.get("lake_x_Tags")),
+                            lambda row=row: lake_monthly(row, p.window_days), out, unjudged, ctx)
         return out + unjudged.findings(rule, "break the tag policy but have no cost in the lake or the catalogue",
                                        "Add their prices to a catalog file to see what they cost.")
 
-    def _judge(self, rule: RuleInstance, p: TagPolicyParams, row: Mapping[str, Any], tags_json: str | None,
-               cost_of: Callable[[], Cost | None], out: list[Finding], unjudged: Unjudged, ctx: RuleContext,
-               judged: dict[str | None, tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
-        hit = judged.get(tags_json)  # thousands of resources share a few thousand tag sets
-        if hit is None:
-            tags = tagkeys.parse(tags_json)
-            hit = judged[tags_json] = (tags, self._violations(p, tags))
+    def _judge(self, rule: RuleInstance, p: TagPolicyParams, row: Mapping[str, Any],
+               hit: tuple[dict[str, Any], list[dict[str, Any]]], cost_of: Callable[[], Cost | None], out: list[Finding],
+               unjudged: Unjudged, ctx: RuleContext) -> None:
         tags, violations = hit
         if not violations:
             return
@@ -185,30 +202,71 @@ class TagPolicy:
                       "window": windows_evidence(ctx.as_of, p.window_days), **cost.evidence()},
         ))
 
+
+class _Judge:
+    """The policy's checks of one evaluation, prepared once (key candidates, normalised allowed
+    values, compiled patterns) and run once per distinct tags JSON: thousands of resources share
+    a few thousand tag sets (18,505 resources, 7,386 sets at 10M rows)."""
+
+    def __init__(self, p: TagPolicyParams) -> None:
+        self.p = p
+        self._norm: dict[str, str] = {}
+        self._mandatory = [(key, tagkeys.candidates(key, p.aliases)) for key in p.mandatory]
+        self._allowed: list[tuple[str, list[str], re.Pattern[str] | frozenset[str], str]] = []
+        for key, allowed in p.allowed_values.items():
+            if isinstance(allowed, Pattern):
+                self._allowed.append((key, tagkeys.candidates(key, p.aliases), re.compile(allowed.regex),
+                                      f"must match {allowed.regex}"))
+            else:
+                self._allowed.append((key, tagkeys.candidates(key, p.aliases), frozenset(self._normalise(a) for a in allowed),
+                                      f"allowed: {', '.join(allowed)}"))
+        self._seen: dict[str | None, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+
+    def _normalise(self, value: str) -> str:
+        got = self._norm.get(value)
+        if got is None:
+            got = self._norm[value] = self.p.normalise(value)
+        return got
+
+    def violations(self, tags_json: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(the parsed tags, what in them breaks the policy), computed once per tags JSON."""
+        hit = self._seen.get(tags_json)
+        if hit is None:
+            tags = tagkeys.parse(tags_json)
+            hit = self._seen[tags_json] = (tags, self._check(tags))
+        return hit
+
+    def breaks_each(self, tags_jsons: Sequence[str | None]) -> list[bool]:
+        return [bool(self.violations(t)[1]) for t in tags_jsons]
+
     @staticmethod
-    def _violations(p: TagPolicyParams, tags: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def _found(tags: Mapping[str, Any], candidates: Sequence[str]) -> tuple[str, str] | None:
+        for k in candidates:  # tagkeys.found_key with the candidates worked out once
+            v = tags.get(k)
+            if v is not None and str(v).strip() != "":
+                return k, str(v)
+        return None
+
+    def _check(self, tags: Mapping[str, Any]) -> list[dict[str, Any]]:
+        p = self.p
         out: list[dict[str, Any]] = []
-        for key in p.mandatory:
-            if tagkeys.found_key(tags, key, p.aliases) is None:
-                alias = [a for a in tagkeys.candidates(key, p.aliases)[1:]]
+        for key, cands in self._mandatory:
+            if self._found(tags, cands) is None:
+                alias = cands[1:]
                 out.append({"check": "mandatory", "key": key,
                             "message": f"no {key} tag" + (f" (nor {' or '.join(alias)})" if alias else "")})
-        for key in sorted(tags):
-            hit = next((pat for pat in p.prohibited if fnmatch.fnmatchcase(key, pat)), None)
-            if hit is not None:
-                out.append({"check": "prohibited", "key": key, "pattern": hit, "message": f"prohibited tag {key}"})
-        for key, allowed in p.allowed_values.items():
-            found = tagkeys.found_key(tags, key, p.aliases)
+        if p.prohibited:
+            for key in sorted(tags):
+                hit = next((pat for pat in p.prohibited if fnmatch.fnmatchcase(key, pat)), None)
+                if hit is not None:
+                    out.append({"check": "prohibited", "key": key, "pattern": hit, "message": f"prohibited tag {key}"})
+        for key, cands, allowed, rule_text in self._allowed:
+            found = self._found(tags, cands)
             if found is None:
                 continue
             used, value = found
-            norm = p.normalise(value)
-            if isinstance(allowed, Pattern):
-                ok = re.fullmatch(allowed.regex, norm) is not None
-                rule_text = f"must match {allowed.regex}"
-            else:
-                ok = norm in {p.normalise(a) for a in allowed}
-                rule_text = f"allowed: {', '.join(allowed)}"
+            norm = self._normalise(value)
+            ok = allowed.fullmatch(norm) is not None if isinstance(allowed, re.Pattern) else norm in allowed
             if not ok:
                 out.append({"check": "value", "key": key, "tag_key": used, "value": value, "normalised": norm,
                             "message": f"{key}={value!r} not allowed ({rule_text})"})
