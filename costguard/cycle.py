@@ -388,9 +388,8 @@ def _resource_tags(costs: pl.LazyFrame, ids: set[str], as_of: date) -> dict[str,
         return {}
     df = (
         costs.filter(pl.col("ResourceId").is_in(list(ids)) & (pl.col("x_ChargeDate") <= as_of) & pl.col("x_Tags").is_not_null())
-        .sort("x_ChargeDate")
         .group_by("ResourceId")
-        .agg(pl.col("x_Tags").last())
+        .agg(pl.col("x_Tags").max_by("x_ChargeDate"))  # the tags of its latest day, without sorting the history
         .collect(engine="streaming")
     )
     return dict(zip(df["ResourceId"].to_list(), df["x_Tags"].to_list(), strict=True))

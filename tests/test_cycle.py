@@ -281,3 +281,16 @@ def test_env_config_and_missing_config(cli, sample_project, monkeypatch):
     monkeypatch.delenv("COSTGUARD_CONFIG")
     r = cli("findings", expect=2)
     assert "COSTGUARD_CONFIG" in r.stderr
+
+
+def test_a_resource_belongs_to_the_team_its_latest_tags_name(cli, tmp_path):
+    """A resource re-tagged from one team to another belongs to the team of its latest day."""
+    from notify_env import AS_OF, project
+
+    cfg = project(tmp_path, "receivers: {}\n")
+    rows = [row(d, "5.00", resource="i-moved", tags={"team": "data" if d.day <= 5 else "payments"})
+            for d in days(date(2026, 3, 1), 10)]
+    write(tmp_path / "exports" / "costs.csv", rows)
+    cli("run", "--once", "-c", cfg, "--as-of", AS_OF)
+    moved = [f for f in cli.json("findings", "-c", cfg) if f["resource_id"] == "i-moved"]
+    assert moved and {f["owner"] for f in moved} == {"payments"}, moved
