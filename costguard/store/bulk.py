@@ -54,19 +54,24 @@ def _converter(t: TypeEngine, conn: Connection) -> Callable[[Any], Any]:
     if proc is None:
         return lambda v: v
     if isinstance(base, (DateTime, Date)):
-        memo: dict[Any, Any] = {}
-
-        def once(v: Any) -> Any:
-            try:
-                return memo[v]
-            except KeyError:
-                out = memo[v] = proc(v)
-                return out
-            except TypeError:  # pragma: no cover - unhashable: let the type processor say why
-                return proc(v)
-
-        return once
+        return _once_per_value(proc)
     return proc
+
+
+def _once_per_value(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``proc`` memoised per distinct (hashable) value."""
+    memo: dict[Any, Any] = {}
+
+    def once(v: Any) -> Any:
+        try:
+            return memo[v]
+        except KeyError:
+            out = memo[v] = proc(v)
+            return out
+        except TypeError:  # pragma: no cover - unhashable: let the type processor say why
+            return proc(v)
+
+    return once
 
 
 _COMPILED: dict[tuple[Any, ...], tuple[str, bool, tuple[str, ...]]] = {}
@@ -92,18 +97,7 @@ def reader(t: TypeEngine, conn: Connection) -> Callable[[Any], Any] | None:
     proc = t.dialect_impl(dialect).result_processor(dialect, None)
     if proc is None:
         return None
-    memo: dict[Any, Any] = {}
-
-    def once(v: Any) -> Any:
-        try:
-            return memo[v]
-        except KeyError:
-            out = memo[v] = proc(v)
-            return out
-        except TypeError:  # pragma: no cover - an unhashable raw value
-            return proc(v)
-
-    return once
+    return _once_per_value(proc)
 
 
 def select_rows(conn: Connection, columns: Sequence[Any], where: Any, order_by: Any = None) -> list[dict[str, Any]]:
