@@ -239,19 +239,11 @@ class _Judge:
     def breaks_each(self, tags_jsons: Sequence[str | None]) -> list[bool]:
         return [bool(self.violations(t)[1]) for t in tags_jsons]
 
-    @staticmethod
-    def _found(tags: Mapping[str, Any], candidates: Sequence[str]) -> tuple[str, str] | None:
-        for k in candidates:  # tagkeys.found_key with the candidates worked out once
-            v = tags.get(k)
-            if v is not None and str(v).strip() != "":
-                return k, str(v)
-        return None
-
     def _check(self, tags: Mapping[str, Any]) -> list[dict[str, Any]]:
         p = self.p
         out: list[dict[str, Any]] = []
         for key, cands in self._mandatory:
-            if self._found(tags, cands) is None:
+            if tagkeys.found_in(tags, cands) is None:
                 alias = cands[1:]
                 out.append({"check": "mandatory", "key": key,
                             "message": f"no {key} tag" + (f" (nor {' or '.join(alias)})" if alias else "")})
@@ -261,7 +253,7 @@ class _Judge:
                 if hit is not None:
                     out.append({"check": "prohibited", "key": key, "pattern": hit, "message": f"prohibited tag {key}"})
         for key, cands, allowed, rule_text in self._allowed:
-            found = self._found(tags, cands)
+            found = tagkeys.found_in(tags, cands)
             if found is None:
                 continue
             used, value = found

@@ -68,7 +68,13 @@ def tag_value(key: str, aliases: Mapping[str, str], column: str = TAGS) -> pl.Ex
 
 def found_key(tags: Mapping[str, str | None], key: str, aliases: Mapping[str, str]) -> tuple[str, str] | None:
     """(the key actually used, its value) for ``key`` in a normalised tags mapping, or None."""
-    for k in candidates(key, aliases):
+    return found_in(tags, candidates(key, aliases))
+
+
+def found_in(tags: Mapping[str, str | None], keys: Sequence[str]) -> tuple[str, str] | None:
+    """(the first of ``keys`` with a non-empty value, that value), or None: :func:`found_key`
+    with its :func:`candidates` worked out once by the caller."""
+    for k in keys:
         v = tags.get(k)
         if v is not None and str(v).strip() != "":
             return k, str(v)
